@@ -13,11 +13,11 @@ TOOLS = TARGET / "tools"  # host tools fetched as .deb and unpacked (vhost-devic
 
 
 def cache_dir() -> Path:
-    """The cache that outlives a clone (built kernels, static runtime), keyed by their inputs.
+    """The cache that outlives a clone (built kernels, the static runtime), keyed by their inputs.
 
-    CI starts from a fresh clone every time; a kernel takes ~6 minutes to build on 2 cores, so a
-    built kernel is kept outside the clone under a key of version + config + toolchain.
+    CI starts from a fresh clone every time and a kernel takes ~6 minutes on 2 cores, so built
+    artifacts are kept outside the clone under a key of all their inputs (version, config,
+    toolchain): a hit is exactly what a rebuild would produce.
     """
-    base = os.environ.get("MVIRT_ONE_CACHE") or os.environ.get("XDG_CACHE_HOME")
-    root = Path(base) if base else Path.home() / ".cache"
-    return root / "mvirt-one" if not os.environ.get("MVIRT_ONE_CACHE") else root
+    override = os.environ.get("MVIRT_ONE_CACHE")
+    return Path(override) if override else Path.home() / ".cache" / "mvirt-one"

@@ -1,0 +1,1 @@
+include mvirt-one.mk

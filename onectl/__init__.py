@@ -1,0 +1,1 @@
+"""onectl: the host-side client of the mvirt-one init."""
