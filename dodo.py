@@ -112,7 +112,7 @@ def task_initramfs() -> dict[str, Any]:
         "actions": [(initramfs.build, [], {})],
         "file_dep": _files("initramfs/rootfs")
         + [str(T / "init" / "init"), str(T / "runtime" / "runtime.json")]
-        + ["onebuild/initramfs.py", "onebuild/inspect.py"],
+        + ["onebuild/initramfs.py", "onebuild/elfdeps.py", "onebuild/cpio.py"],
         "targets": [str(T / "initramfs.cpio.gz"), str(T / "initramfs.tree.txt")],
         "clean": True,
     }

@@ -1,0 +1,10 @@
+"""Entry point: `python -m init`, the `mvirt-one-init` script, and the frozen /init."""
+
+from __future__ import annotations
+
+import sys
+
+from init.app import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The init's configuration: the kernel command line (keys `one.*`) in a VM, flags in local mode.
+
+Secrets never come from here: /proc/cmdline is readable by every process, containers included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+LOG = logging.getLogger("mvirt-one")
+
+Mode = Literal["pid1", "local"]
+
+DEFAULT_API_PORT = 1024
+DEFAULT_READY_PORT = 1025
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the init cannot use; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: Mode
+    data_dir: Path
+    listen: str  # "vsock:PORT" in a VM; "unix:PATH" or "tcp:HOST:PORT" in local mode
+    ready_port: int = DEFAULT_READY_PORT
+    log_level: str = "info"
+    runtime: Path = Path("/usr/bin/crun")
+    hostname: str = "mvirt-one"
+    shutdown_grace: float = 10.0
+    hooks_dir: Path = Path("/etc/mvirt-one/boot.d")
+    unknown: tuple[str, ...] = field(default=())
+
+
+def parse_cmdline(text: str) -> dict[str, str]:
+    """The `one.KEY=VALUE` parameters of a kernel command line (quotes as the kernel allows)."""
+    try:
+        words = shlex.split(text)
+    except ValueError:  # unbalanced quote: the kernel itself would split on spaces
+        words = text.split()
+    params: dict[str, str] = {}
+    for word in words:
+        if word.startswith("one."):
+            key, _, value = word[4:].partition("=")
+            params[key] = value
+    return params
+
+
+def _port(value: str, key: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise ConfigError(f"one.{key}={value!r}: not a port number") from None
+    if not 0 < port < 2**32:
+        raise ConfigError(f"one.{key}={value!r}: out of range")
+    return port
+
+
+def _grace(value: str, key: str) -> float:
+    try:
+        grace = float(value)
+    except ValueError:
+        raise ConfigError(f"one.{key}={value!r}: not a number of seconds") from None
+    if grace < 0:
+        raise ConfigError(f"one.{key}={value!r}: must not be negative")
+    return grace
+
+
+def _log_level(value: str, key: str) -> str:
+    if value not in LOG_LEVELS:
+        raise ConfigError(f"one.{key}={value!r}: use one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
+KNOWN_KEYS = ("port", "ready_port", "log", "runtime", "hostname", "grace", "data_dir")
+
+
+def from_cmdline(text: str) -> Config:
+    """PID 1 configuration; a bad value is reported by ConfigError (the caller logs it)."""
+    p = parse_cmdline(text)
+    return Config(
+        mode="pid1",
+        data_dir=Path(p.get("data_dir", "/var/lib/mvirt-one")),
+        listen=f"vsock:{_port(p.get('port', str(DEFAULT_API_PORT)), 'port')}",
+        ready_port=_port(p.get("ready_port", str(DEFAULT_READY_PORT)), "ready_port"),
+        log_level=_log_level(p.get("log", "info"), "log"),
+        runtime=Path(p.get("runtime", "/usr/bin/crun")),
+        hostname=p.get("hostname", "mvirt-one") or "mvirt-one",
+        shutdown_grace=_grace(p.get("grace", "10"), "grace"),
+        unknown=tuple(sorted(k for k in p if k not in KNOWN_KEYS)),
+    )
+
+
+def local_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mvirt-one-init",
+        description=(
+            "mvirt-one init. As PID 1 it brings a microVM up and reads its settings from the "
+            "kernel command line (one.KEY=VALUE). Started as any other process it runs in local "
+            "mode: the same services on a unix socket or TCP, as a child subreaper, with no "
+            "mounts and no power-off."
+        ),
+    )
+    parser.add_argument("--data-dir", type=Path,
+                        help="directory for images, bundles and logs (required)")
+    parser.add_argument("--listen", default="tcp:127.0.0.1:50051",
+                        help="API address: unix:PATH or tcp:HOST:PORT (default %(default)s)")
+    parser.add_argument("--runtime", type=Path, default=Path("/usr/bin/crun"),
+                        help="OCI runtime binary (crun, runc or youki; default %(default)s)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument("--shutdown-grace", type=float, default=10.0,
+                        help="seconds containers get between SIGTERM and SIGKILL at shutdown")
+    parser.add_argument("--hooks-dir", type=Path, default=None,
+                        help="run the executables in this directory once at start, in name order")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+def from_args(args: argparse.Namespace) -> Config:
+    if args.data_dir is None:
+        raise ConfigError("--data-dir is required in local mode")
+    listen: str = args.listen
+    if not (listen.startswith("unix:") or listen.startswith("tcp:")):
+        raise ConfigError(f"--listen {listen!r}: use unix:PATH or tcp:HOST:PORT")
+    return Config(
+        mode="local",
+        data_dir=args.data_dir.resolve(),
+        listen=listen,
+        log_level=args.log_level,
+        runtime=args.runtime,
+        shutdown_grace=args.shutdown_grace,
+        hooks_dir=args.hooks_dir or args.data_dir / "boot.d",
+    )

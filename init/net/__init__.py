@@ -1,0 +1,1 @@
+"""Networking: links and addresses through netlink (pyroute2)."""

@@ -1,0 +1,1 @@
+"""What PID 1 owes the system: console, mounts, reaping, signals and power."""

@@ -1,0 +1,88 @@
+"""Freeze the Python init with PyInstaller.
+
+Two routes (ENVIRONMENT.md measured both): `--onedir`, a tree that the initramfs carries as is and
+that starts fastest; and `--onefile` + staticx, one static ELF (`target/mvirt-one`) for users who
+want a single binary, which unpacks itself into /tmp (RAM) at every start. The onedir tree is the
+default in the initramfs; the README has the figures.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from onebuild import elfdeps, paths, reproducible
+from onebuild.tools import BuildError, run, step
+
+ENTRY = paths.ROOT / "init" / "__main__.py"
+NAME = "init"
+
+# Modules the init never uses; PyInstaller would otherwise follow optional imports into them.
+EXCLUDES = (
+    "tkinter", "unittest", "pydoc", "pydoc_data", "doctest", "lib2to3", "distutils",
+    "setuptools", "pip", "sqlite3", "xmlrpc", "curses", "readline", "idlelib", "ensurepip",
+    "venv", "turtle", "turtledemo", "test", "multiprocessing.popen_spawn_win32", "bz2",
+    "lzma", "_bz2", "_lzma", "dbm", "mailbox", "imaplib", "smtplib", "ftplib", "nntplib",
+    "telnetlib", "pdb", "profile", "cProfile", "pstats", "timeit", "trace", "tracemalloc",
+    "grpc", "grpc_tools", "pytest", "hypothesis", "doit", "pefile", "elftools", "PyInstaller",
+    "onebuild", "onectl", "pyroute2.ndb", "pyroute2.ipdb", "pyroute2.nftables",
+    "pyroute2.ipset", "pyroute2.wiset", "pyroute2.remote", "pyroute2.nslink",
+    "pyroute2.cli", "pyroute2.conntrack", "pyroute2.iwutil", "pyroute2.inotify",
+)
+
+# Imported lazily by our own code (inside functions), so listed for PyInstaller's analysis.
+HIDDEN_IMPORTS = (
+    "pyroute2.iproute.linux",
+    "pyroute2.netlink.event.acpi_event",
+)
+
+
+def _pyinstaller(mode: str, dist: Path, work: Path) -> None:
+    argv: list[str] = [
+        sys.executable, "-m", "PyInstaller",
+        "--noconfirm", "--clean", "--log-level", "WARN",
+        f"--{mode}",
+        "--name", NAME,
+        "--distpath", str(dist),
+        "--workpath", str(work),
+        "--specpath", str(work),
+        "--paths", str(paths.ROOT),
+        "--strip",
+    ]
+    for module in EXCLUDES:
+        argv += ["--exclude-module", module]
+    for module in HIDDEN_IMPORTS:
+        argv += ["--hidden-import", module]
+    argv.append(str(ENTRY))
+    # A fixed hash seed makes the marshalled code (set/frozenset order) the same on every build.
+    run(argv, env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": str(reproducible.epoch())})
+
+
+def freeze_onedir() -> None:
+    """target/init/: the onedir tree (executable `init` + `_internal/`)."""
+    out = paths.TARGET / "init"
+    work = paths.TARGET / "freeze" / "onedir"
+    with step("Freezing the init (PyInstaller --onedir)"):
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        _pyinstaller("onedir", work / "dist", work / "build")
+        os.replace(work / "dist" / NAME, out)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def freeze_static() -> None:
+    """target/mvirt-one: one static ELF (PyInstaller --onefile, then staticx)."""
+    out = paths.TARGET / "mvirt-one"
+    work = paths.TARGET / "freeze" / "onefile"
+    with step("Freezing the init as one static ELF (PyInstaller --onefile + staticx)"):
+        shutil.rmtree(work, ignore_errors=True)
+        _pyinstaller("onefile", work / "dist", work / "build")
+        # staticx bundles the dynamic libraries and rejects those carrying DT_RUNPATH.
+        run([sys.executable, "-m", "staticx", "--strip", str(work / "dist" / NAME), str(out)],
+            env={"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"})
+        shutil.rmtree(work, ignore_errors=True)
+        info = elfdeps.read(out)
+        if not info.is_static:
+            raise BuildError(f"{out} is not static: interpreter {info.interp}, needs {info.needed}")

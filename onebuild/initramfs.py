@@ -1,0 +1,129 @@
+"""The initramfs: skeleton + frozen init + OCI runtime + the libraries they load.
+
+The tree is assembled in target/initramfs.root/, checked with pyelftools (every ELF loadable from
+the tree alone), then archived by our own reproducible cpio writer and gzip with a fixed header,
+so two builds from clean give the same sha256.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from onebuild import cpio, elfdeps, paths, reproducible
+from onebuild.tools import BuildError, run, step
+
+SKELETON = paths.ROOT / "initramfs" / "rootfs"
+TREE = paths.TARGET / "initramfs.root"
+INIT_DIR = "usr/lib/mvirt-one"  # the onedir bundle; /init is a symlink to its executable
+BUNDLE_LIBS = (f"{INIT_DIR}/_internal",)
+
+# Mount points and data directories the init expects to exist.
+DIRECTORIES = ("proc", "sys", "dev", "run", "tmp", "root", "usr/bin", "var/lib/mvirt-one",
+               "etc/mvirt-one/boot.d")
+
+# Python reads /dev/urandom before our code runs, and the kernel opens /dev/console for /init's
+# stdio before devtmpfs is mounted: both must exist in the archive.
+DEVICES = (
+    cpio.DeviceNode("dev/console", stat.S_IFCHR | 0o600, 5, 1),
+    cpio.DeviceNode("dev/null", stat.S_IFCHR | 0o666, 1, 3),
+    cpio.DeviceNode("dev/urandom", stat.S_IFCHR | 0o666, 1, 9),
+)
+
+
+def _copy_skeleton(tree: Path) -> None:
+    shutil.copytree(SKELETON, tree, symlinks=True, ignore=shutil.ignore_patterns(".keep"))
+    for d in DIRECTORIES:
+        (tree / d).mkdir(parents=True, exist_ok=True)
+    (tree / "tmp").chmod(0o1777)
+
+
+def _install_init(tree: Path) -> None:
+    frozen = paths.TARGET / "init"
+    if not (frozen / "init").exists():
+        raise BuildError("target/init/init is missing: run `doit init` first")
+    shutil.copytree(frozen, tree / INIT_DIR, symlinks=True)
+    (tree / "init").symlink_to(f"{INIT_DIR}/init")
+
+
+def _install_runtime(tree: Path) -> str:
+    info_file = paths.TARGET / "runtime" / "runtime.json"
+    info = json.loads(info_file.read_text())
+    src = info_file.parent / info["name"]
+    dest = tree / info["path_in_initramfs"].lstrip("/")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    dest.chmod(0o755)
+    return str(info["path_in_initramfs"])
+
+
+def assemble(tree: Path = TREE) -> None:
+    shutil.rmtree(tree, ignore_errors=True)
+    _copy_skeleton(tree)
+    _install_init(tree)
+    _install_runtime(tree)
+    added = elfdeps.add_host_libraries(tree, BUNDLE_LIBS)
+    print(f"  host libraries added: {', '.join(sorted(added))}")
+    elfdeps.check_loadable(tree, BUNDLE_LIBS)
+
+
+def _manifest(tree: Path) -> str:
+    """One line per entry (mode, size, sha256, path): the build's record of what it shipped."""
+    lines = []
+    for p in sorted(tree.rglob("*")):
+        rel = p.relative_to(tree)
+        st = p.lstat()
+        if stat.S_ISREG(st.st_mode):
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()
+            lines.append(f"{stat.filemode(st.st_mode)} {st.st_size:>10} {digest[:16]} /{rel}")
+        elif stat.S_ISLNK(st.st_mode):
+            lines.append(f"{stat.filemode(st.st_mode)} {'':>10} {'':16} /{rel} -> {os.readlink(p)}")
+    return "\n".join(lines) + "\n"
+
+
+def archive(tree: Path, out: Path) -> None:
+    """newc cpio of the tree, gzip'ed with no name and a zero mtime in the gzip header."""
+    raw = io.BytesIO()
+    cpio.write(raw, tree, mtime=reproducible.epoch(), devices=DEVICES)
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, compresslevel=9,
+                                            mtime=0) as gz:
+        gz.write(raw.getvalue())
+    os.replace(tmp, out)
+
+
+def build() -> None:
+    with step("Assembling the initramfs tree"):
+        assemble(TREE)
+    with step("Archiving target/initramfs.cpio.gz"):
+        archive(TREE, paths.TARGET / "initramfs.cpio.gz")
+        (paths.TARGET / "initramfs.tree.txt").write_text(_manifest(TREE))
+
+
+def build_rootfs_image() -> None:
+    """target/rootfs.raw: ext4 holding the same tree, for hypervisors that boot a disk root."""
+    out = paths.TARGET / "rootfs.raw"
+    staging = paths.TARGET / "rootfs.staging"
+    with step("Building target/rootfs.raw (ext4)"):
+        if not (TREE / "init").is_symlink():
+            assemble(TREE)
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(TREE, staging, symlinks=True)
+        for dev in DEVICES:
+            node = staging / dev.path
+            node.unlink(missing_ok=True)
+            os.mknod(node, dev.mode, os.makedev(dev.major, dev.minor))
+        size_mib = sum(p.lstat().st_size for p in staging.rglob("*")) * 3 // 2 // 2**20 + 16
+        out.unlink(missing_ok=True)
+        # A fixed UUID and hash seed keep the image stable; -d copies the tree in.
+        run(["mkfs.ext4", "-q", "-F", "-L", "mvirt-one", "-U", "6d766972-742d-6f6e-6500-000000000001",
+             "-E", f"hash_seed=6d766972-742d-6f6e-6500-000000000002,root_owner=0:0",
+             "-d", staging, out, f"{size_mib}M"],
+            env={"E2FSPROGS_FAKE_TIME": str(reproducible.epoch())})
+        shutil.rmtree(staging)

@@ -1,0 +1,77 @@
+"""The UKI: systemd's EFI stub with the kernel, initramfs, command line and os-release as sections.
+
+Bookworm has no ukify, and trixie's ukify with the 252 stub grows `.sbat` into `.sdmagic` (the
+stub then warns about overlapping sections and stalls ~3 s). So the sections are added with
+objcopy at addresses we compute with pefile: each starts on the stub's SectionAlignment after the
+stub's last section, in ukify's order with `.linux` last.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pefile
+
+from onebuild import inspect, paths, reproducible
+from onebuild.tools import BuildError, run, step
+
+STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
+OS_RELEASE = paths.ROOT / "initramfs" / "rootfs" / "etc" / "os-release"
+
+
+def _align(value: int, alignment: int) -> int:
+    return (value + alignment - 1) // alignment * alignment
+
+
+def sections() -> dict[str, Path]:
+    """Section name -> the file whose bytes it must hold, in the order they are laid out."""
+    return {
+        ".osrel": OS_RELEASE,
+        ".cmdline": paths.TARGET / "cmdline",
+        ".uname": paths.TARGET / "kernel.release",
+        ".initrd": paths.TARGET / "initramfs.cpio.gz",
+        ".linux": paths.TARGET / "bzImage",
+    }
+
+
+def _write_cmdline() -> None:
+    # The stub passes .cmdline verbatim: one line, no trailing newline.
+    text = " ".join((paths.ROOT / "cmdline.txt").read_text().split())
+    (paths.TARGET / "cmdline").write_text(text)
+
+
+def build(stub: Path = STUB, out: Path | None = None) -> None:
+    out = out or paths.TARGET / "mvirt-one.efi"
+    if not stub.exists():
+        raise BuildError(f"EFI stub {stub} missing: apt-get install systemd-boot-efi")
+    with step(f"Assembling {out.relative_to(paths.ROOT)}"):
+        _write_cmdline()
+        pe = pefile.PE(str(stub), fast_load=True)
+        alignment = pe.OPTIONAL_HEADER.SectionAlignment
+        base = pe.OPTIONAL_HEADER.ImageBase
+        offset = _align(max(s.VirtualAddress + s.Misc_VirtualSize for s in pe.sections), alignment)
+        pe.close()
+        argv: list[str | os.PathLike[str]] = ["objcopy"]
+        for name, source in sections().items():
+            argv += ["--add-section", f"{name}={source}",
+                     "--change-section-vma", f"{name}={base + offset:#x}"]
+            offset = _align(offset + source.stat().st_size, alignment)
+        tmp = out.with_suffix(".tmp")
+        run([*argv, stub, tmp], quiet=True)
+        _fix_timestamp(tmp)
+        inspect.check_uki(tmp, sections())
+        os.replace(tmp, out)
+
+
+def _fix_timestamp(path: Path) -> None:
+    """objcopy stamps the PE header with the current time; use the reproducible epoch instead."""
+    pe = pefile.PE(str(path), fast_load=True)
+    pe.FILE_HEADER.TimeDateStamp = reproducible.epoch() & 0xFFFFFFFF
+    pe.OPTIONAL_HEADER.CheckSum = 0
+    data = bytearray(pe.write())
+    pe.close()
+    fixed = pefile.PE(data=bytes(data), fast_load=True)
+    fixed.OPTIONAL_HEADER.CheckSum = fixed.generate_checksum()
+    path.write_bytes(fixed.write())
+    fixed.close()
