@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from init import config
+
+
+def test_cmdline_keys_and_defaults() -> None:
+    cfg = config.from_cmdline('console=ttyS0 one.port=2000 one.log=debug quiet '
+                              'one.hostname="pod-a" one.bogus=1')
+    assert cfg.mode == "pid1"
+    assert cfg.listen == "vsock:2000"
+    assert cfg.ready_port == 1025
+    assert cfg.log_level == "debug"
+    assert cfg.hostname == "pod-a"
+    assert cfg.unknown == ("bogus",)
+    assert config.from_cmdline("console=ttyS0").listen == "vsock:1024"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("one.port=abc", "one.port='abc': not a port number"),
+    ("one.port=0", "out of range"),
+    ("one.log=loud", "use one of debug"),
+    ("one.grace=-1", "must not be negative"),
+])
+def test_bad_cmdline_values_name_the_setting(text: str, needle: str) -> None:
+    with pytest.raises(config.ConfigError, match=needle.replace("(", r"\(")):
+        config.from_cmdline(text)
+
+
+def test_unbalanced_quote_still_parses() -> None:
+    assert config.parse_cmdline('one.hostname="a b one.port=7') == {"hostname": '"a',
+                                                                     "port": "7"}
+
+
+def test_local_flags(tmp_path: Path) -> None:
+    args = config.local_parser().parse_args(["--data-dir", str(tmp_path), "--listen",
+                                             "unix:/run/x.sock"])
+    cfg = config.from_args(args)
+    assert cfg.mode == "local" and cfg.listen == "unix:/run/x.sock"
+    with pytest.raises(config.ConfigError, match="--listen"):
+        config.from_args(config.local_parser().parse_args(["--data-dir", "d", "--listen",
+                                                           "vsock:3"]))
+    with pytest.raises(config.ConfigError, match="--data-dir"):
+        config.from_args(config.local_parser().parse_args([]))
