@@ -83,6 +83,7 @@ def freeze_static() -> None:
         run([sys.executable, "-m", "staticx", "--strip", str(work / "dist" / NAME), str(out)],
             env={"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"})
         shutil.rmtree(work, ignore_errors=True)
+        out.chmod(0o755)
         info = elfdeps.read(out)
         if not info.is_static:
             raise BuildError(f"{out} is not static: interpreter {info.interp}, needs {info.needed}")

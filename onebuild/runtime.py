@@ -73,32 +73,33 @@ class SourcePackage:
 # --- public -------------------------------------------------------------------------------------
 
 
-def build(runtime: str = "") -> None:
-    """Put the OCI runtime into target/runtime/: `runtime` (a binary path) or the static crun."""
+def build(runtime: str = "", *, out_dir: Path = OUT) -> None:
+    """Put the OCI runtime into `out_dir`: `runtime` (a binary path), else the static crun."""
     if runtime:
         binary = _user_binary(runtime)
         problems = static_elf_problems(binary)
         if problems:
             # Allowed (the initramfs step may copy its libraries), but say so loudly.
             print(f"warning: {binary} is not static: {'; '.join(problems)}", file=sys.stderr)
-        _install(binary, name=binary.name, source=str(binary), static=not problems)
+        _install(binary, out_dir, name=binary.name, source=str(binary), static=not problems)
         return
     crun, source = build_static_crun()
-    _install(crun, name="crun", source=source, static=True)
+    _install(crun, out_dir, name="crun", source=source, static=True)
 
 
-def runtime_info() -> dict[str, Any]:
-    """target/runtime/runtime.json: name, path_in_initramfs, source, sha256 (and static)."""
+def runtime_info(out_dir: Path = OUT) -> dict[str, Any]:
+    """target/runtime/runtime.json: name, path_in_initramfs, source, sha256 and static."""
+    path = out_dir / RUNTIME_JSON.name
     try:
-        info: dict[str, Any] = json.loads(RUNTIME_JSON.read_text())
+        info: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:
-        raise BuildError(f"{RUNTIME_JSON} is missing: build the runtime (`make runtime`)") from None
+        raise BuildError(f"{path} is missing: build the runtime first (`make runtime`)") from None
     return info
 
 
-def runtime_binary() -> Path:
-    """The runtime binary in target/runtime/, as recorded in runtime.json."""
-    return OUT / runtime_info()["name"]
+def runtime_binary(out_dir: Path = OUT) -> Path:
+    """The runtime binary in target/runtime/, as named by runtime.json."""
+    return out_dir / runtime_info(out_dir)["name"]
 
 
 def build_static_crun() -> tuple[Path, str]:
@@ -107,7 +108,8 @@ def build_static_crun() -> tuple[Path, str]:
     with step("Looking up crun's source package in Debian"):
         apt.update()
         source = _source_package(apt)
-    key = cache_key(source)
+    inputs = cache_inputs(source)
+    key = cache_key(inputs)
     cached = paths.cache_dir() / "runtime" / key / "crun"
     description = f"debian:{SOURCE_PACKAGE} {source.version} (static, recipe {RECIPE_VERSION})"
     with cache_lock(paths.cache_dir() / "runtime" / ".lock"):
@@ -116,6 +118,9 @@ def build_static_crun() -> tuple[Path, str]:
             return cached, description
         with step(f"Building a static crun {source.version} (cache miss, key {key[:12]})"):
             _build_into(apt, source, cached)
+            # What went into this entry, for a human wondering why the key changed.
+            inputs_json = json.dumps(inputs, indent=2, sort_keys=True) + "\n"
+            atomic_write_bytes(cached.with_name("inputs.json"), inputs_json.encode())
     return cached, description
 
 
@@ -137,9 +142,9 @@ def static_elf_problems(path: Path) -> list[str]:
         return problems
 
 
-def cache_key(source: SourcePackage) -> str:
-    """sha256 over everything that shapes the binary: source, static libraries, toolchain, recipe."""
-    inputs = {
+def cache_inputs(source: SourcePackage) -> dict[str, Any]:
+    """Everything that shapes the binary: source, static libraries, toolchain, recipe."""
+    return {
         "dsc_sha256": source.dsc_sha256,
         "static_libs": output(
             ["dpkg-query", "-W", "-f", "${Package}=${Version}\n", *STATIC_LIB_PACKAGES]
@@ -149,6 +154,10 @@ def cache_key(source: SourcePackage) -> str:
         "configure": list(CONFIGURE_ARGS),
         "recipe": RECIPE_VERSION,
     }
+
+
+def cache_key(inputs: dict[str, Any]) -> str:
+    """The cache entry's name: sha256 of its inputs."""
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
@@ -178,7 +187,10 @@ def _build_into(apt: PrivateApt, source: SourcePackage, cached: Path) -> None:
     )
     tree = work / f"{SOURCE_PACKAGE}-{source.version}"
     shutil.rmtree(tree, ignore_errors=True)  # never build on top of a half-built tree
-    run(["dpkg-source", "-x", downloads / source.dsc, tree])
+    # apt already checked the .dsc against the signed index, so dpkg-source's "cannot verify
+    # inline signature" (no Debian developer keyring here) is harmless. --no-copy: the orig
+    # tarball stays in downloads/ only.
+    run(["dpkg-source", "--no-copy", "-x", downloads / source.dsc, tree])
     binary = _compile(tree, work / "lib")
     _check_static_crun(binary, source)
     stripped = binary.with_name("crun.stripped")
@@ -253,16 +265,16 @@ def _user_binary(runtime: str) -> Path:
     return path
 
 
-def _install(binary: Path, *, name: str, source: str, static: bool) -> None:
-    """Replace target/runtime/ with `binary` as `name` and its runtime.json (written last)."""
+def _install(binary: Path, out_dir: Path, *, name: str, source: str, static: bool) -> None:
+    """Make `out_dir` hold just `binary` as `name` and its runtime.json (written last)."""
     data = binary.read_bytes()
-    OUT.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     # A runtime chosen earlier must not linger beside this one; runtime.json goes too and comes
     # back last, so it never names a binary that is not there.
-    for old in OUT.iterdir():
+    for old in out_dir.iterdir():
         if old.name != name and old.is_file():
             old.unlink()
-    atomic_write_bytes(OUT / name, data, mode=0o755)
+    atomic_write_bytes(out_dir / name, data, mode=0o755)
     info = {
         "name": name,
         "path_in_initramfs": f"{INITRAMFS_BIN_DIR}/{name}",
@@ -270,7 +282,7 @@ def _install(binary: Path, *, name: str, source: str, static: bool) -> None:
         "sha256": hashlib.sha256(data).hexdigest(),
         "static": static,
     }
-    atomic_write_bytes(RUNTIME_JSON, (json.dumps(info, indent=2) + "\n").encode())
-    print(f"‣ runtime: {OUT / name} ({len(data)} bytes) -> {info['path_in_initramfs']}",
+    atomic_write_bytes(out_dir / RUNTIME_JSON.name, (json.dumps(info, indent=2) + "\n").encode())
+    print(f"‣ runtime: {out_dir / name} ({len(data)} bytes) -> {info['path_in_initramfs']}",
           file=sys.stderr)
 
