@@ -62,7 +62,7 @@ def _deb822_stanzas(text: str) -> Iterator[dict[str, str]]:
     """Parse deb822 text into dicts (lower-case keys; continuation lines folded in)."""
     fields: dict[str, str] = {}
     key = ""
-    for line in text.splitlines() + [""]:
+    for line in [*text.splitlines(), ""]:
         if line.startswith("#"):
             continue
         if not line.strip():
@@ -77,8 +77,9 @@ def _deb822_stanzas(text: str) -> Iterator[dict[str, str]]:
             fields[key] = value.strip()
 
 
-def system_sources(path: Path = SYSTEM_SOURCES) -> list[AptSource]:
-    """The enabled `deb` stanzas of the system's debian.sources."""
+def system_sources(path: Path | None = None) -> list[AptSource]:
+    """The enabled `deb` stanzas of the system's debian.sources (or of `path`)."""
+    path = path or SYSTEM_SOURCES
     if not path.is_file():
         raise BuildError(
             f"{path} not found, so the Debian mirror is unknown: "
@@ -170,9 +171,14 @@ class PrivateApt:
             atomic_write_bytes(self.sources_list, text.encode())
 
     def update(self) -> None:
-        """Refresh the private index (cheap when nothing changed: apt sends If-Modified-Since)."""
-        self.prepare()
-        run(["apt-get", "-q", *self.options(), "update"])
+        """Refresh the private index (cheap when nothing changed: apt sends If-Modified-Since).
+
+        Offline, apt warns and keeps the lists it has, so a cached build still finds its key.
+        """
+        # apt-get fails at once, not waits, when another update holds the lists' lock.
+        with cache_lock(self.root / ".update.lock"):
+            self.prepare()
+            run(["apt-get", "-q", *self.options(), "update"])
 
     def apt_get(self, args: Sequence[str], *, cwd: Path, capture: bool = False) -> str:
         proc = run(["apt-get", "-q", *self.options(), *args], cwd=cwd, capture=capture)
@@ -227,8 +233,9 @@ def _check_runs(binary: Path) -> None:
         output([binary, "--help"])
     except BuildError as e:
         raise BuildError(
-            f"{binary} does not run on this host ({e}); sid may have moved to a build that needs "
-            f"a newer glibc: remove {binary.parents[2]} and pin an older .deb"
+            f"sid's {VSOCK_PACKAGE} does not run on this host ({e}); it may now need a newer "
+            f"glibc than this host has: put a {VSOCK_PACKAGE} that runs here on PATH (it is "
+            "used in preference to sid's)"
         ) from e
 
 

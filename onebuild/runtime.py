@@ -28,6 +28,7 @@ from typing import Any
 from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
+from elftools.elf.segments import InterpSegment
 
 from onebuild import paths
 from onebuild.hosttools import PrivateApt, atomic_write_bytes, bookworm_source_lines, cache_lock
@@ -99,7 +100,16 @@ def runtime_info(out_dir: Path = OUT) -> dict[str, Any]:
 
 def runtime_binary(out_dir: Path = OUT) -> Path:
     """The runtime binary in target/runtime/, as named by runtime.json."""
-    return out_dir / runtime_info(out_dir)["name"]
+    return out_dir / str(runtime_info(out_dir)["name"])
+
+
+def choice_fingerprint(runtime: str = "") -> str:
+    """A value for doit's config_changed: changes when the RUNTIME choice or its file changes."""
+    if not runtime:
+        return f"crun recipe {RECIPE_VERSION}"
+    path = Path(runtime).expanduser()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    return f"{runtime} {digest}"
 
 
 def build_static_crun() -> tuple[Path, str]:
@@ -117,10 +127,11 @@ def build_static_crun() -> tuple[Path, str]:
             print(f"‣ static crun {source.version}: cached ({cached})", file=sys.stderr)
             return cached, description
         with step(f"Building a static crun {source.version} (cache miss, key {key[:12]})"):
-            _build_into(apt, source, cached)
-            # What went into this entry, for a human wondering why the key changed.
+            # What went into this entry, for a human wondering why the key changed; written
+            # first, so an entry with a binary always has it.
             inputs_json = json.dumps(inputs, indent=2, sort_keys=True) + "\n"
             atomic_write_bytes(cached.with_name("inputs.json"), inputs_json.encode())
+            _build_into(apt, source, cached)
     return cached, description
 
 
@@ -133,10 +144,12 @@ def static_elf_problems(path: Path) -> list[str]:
             return [f"{path} is not an ELF file"]
         problems = []
         for segment in elf.iter_segments():
-            if segment["p_type"] == "PT_INTERP":
+            if isinstance(segment, InterpSegment):
                 problems.append(f"has a loader ({segment.get_interp_name()})")
             if isinstance(segment, DynamicSegment):
-                needed = [tag.needed for tag in segment.iter_tags("DT_NEEDED")]
+                # pyelftools sets .needed on DT_NEEDED tags only, so its types do not know it.
+                tags = segment.iter_tags("DT_NEEDED")
+                needed = [str(tag.needed) for tag in tags]  # type: ignore[attr-defined]
                 if needed:
                     problems.append(f"needs shared libraries {', '.join(needed)}")
         return problems
@@ -168,7 +181,7 @@ def _source_package(apt: PrivateApt) -> SourcePackage:
     """Ask apt which crun source it would fetch (the highest version across the suites)."""
     text = apt.apt_get(["source", "--print-uris", SOURCE_PACKAGE], cwd=apt.root, capture=True)
     # Lines look like: 'URL' crun_1.8.1-1+deb12u1.dsc 2367 SHA256:<hex>
-    match = re.search(r"^'[^']+' (\S+_(\S+)\.dsc) \d+ SHA256:([0-9a-f]{64})$", text, re.M)
+    match = re.search(r"^'[^']+' (\S+_(\S+)\.dsc) \d+ SHA256:([0-9a-f]{64})$", text, re.MULTILINE)
     if match is None:
         raise BuildError(
             f"apt found no {SOURCE_PACKAGE} source package in {apt.sources_list}: "
@@ -182,9 +195,7 @@ def _build_into(apt: PrivateApt, source: SourcePackage, cached: Path) -> None:
     downloads = work / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     # apt checks every file against the signed index, and skips files it already has.
-    apt.apt_get(
-        ["source", "--download-only", f"{SOURCE_PACKAGE}={source.version}"], cwd=downloads
-    )
+    apt.apt_get(["source", "--download-only", f"{SOURCE_PACKAGE}={source.version}"], cwd=downloads)
     tree = work / f"{SOURCE_PACKAGE}-{source.version}"
     shutil.rmtree(tree, ignore_errors=True)  # never build on top of a half-built tree
     # apt already checked the .dsc against the signed index, so dpkg-source's "cannot verify
@@ -200,7 +211,7 @@ def _build_into(apt: PrivateApt, source: SourcePackage, cached: Path) -> None:
 
 
 def _compile(tree: Path, libdir: Path) -> Path:
-    """configure + make crun only (no docs, no tests, no libcrun.so), one job: others share the CPU."""
+    """configure + make just crun (no docs, tests or libcrun.so); -j1: others share the CPU."""
     _link_static_yajl(libdir)
     _write_git_version(tree)
     # Debian's own hardening and reproducibility flags (-ffile-prefix-map keeps paths out).
@@ -209,6 +220,8 @@ def _compile(tree: Path, libdir: Path) -> Path:
         name: output(["dpkg-buildflags", "--get", name], cwd=tree, env=hardening)
         for name in ("CFLAGS", "CPPFLAGS")
     }
+    # libocispec regenerates its C parsers with Python: use ours, not whatever `python` is on PATH.
+    env["PYTHON"] = sys.executable
     ldflags = f"-Wl,-z,relro -Wl,-z,now -L{libdir}"
     run(["./configure", *CONFIGURE_ARGS, f"LDFLAGS=-static {ldflags}"], cwd=tree, env=env)
     # libtool drops a plain -static from the final link; -all-static is its word for "really".
@@ -259,7 +272,8 @@ def _user_binary(runtime: str) -> Path:
             f"RUNTIME={runtime}: not an executable file; give the path of an OCI runtime binary "
             "(e.g. RUNTIME=/usr/local/bin/youki) or leave RUNTIME empty to build the static crun"
         )
-    path = path.resolve()
+    # Absolute, but a symlink keeps its own name (e.g. runc -> runc.amd64 still ships as runc).
+    path = Path(os.path.abspath(path))
     if static_elf_problems(path) == [f"{path} is not an ELF file"]:
         raise BuildError(f"RUNTIME={runtime}: {path} is not an ELF binary")
     return path
@@ -283,6 +297,7 @@ def _install(binary: Path, out_dir: Path, *, name: str, source: str, static: boo
         "static": static,
     }
     atomic_write_bytes(out_dir / RUNTIME_JSON.name, (json.dumps(info, indent=2) + "\n").encode())
-    print(f"‣ runtime: {out_dir / name} ({len(data)} bytes) -> {info['path_in_initramfs']}",
-          file=sys.stderr)
-
+    print(
+        f"‣ runtime: {out_dir / name} ({len(data)} bytes) -> {info['path_in_initramfs']}",
+        file=sys.stderr,
+    )
