@@ -75,7 +75,8 @@ def task_runtime() -> dict[str, Any]:
         "params": [RUNTIME],
         "file_dep": ["onebuild/runtime.py"],
         "targets": [str(T / "runtime" / "runtime.json")],
-        "uptodate": [config_changed(os.environ.get("RUNTIME", ""))],
+        # The choice (built crun, or the user's binary and its contents) is part of the state.
+        "uptodate": [config_changed(runtime.choice_fingerprint(os.environ.get("RUNTIME", "")))],
         "clean": True,
     }
 

@@ -9,7 +9,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "target"
 KERNEL_TREE = ROOT / "kernel"  # unpacked kernel source (git-ignored), as the original has it
 VENV = ROOT / ".venv"
-TOOLS = TARGET / "tools"  # host tools fetched as .deb and unpacked (vhost-device-vsock, ...)
 
 
 def cache_dir() -> Path:

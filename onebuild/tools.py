@@ -40,6 +40,10 @@ PROVIDERS: dict[str, str] = {
     "autoreconf": "autoconf",
     "pkg-config": "pkg-config",
     "curl": "curl",
+    "dpkg-buildflags": "dpkg-dev",
+    "dpkg-query": "dpkg",
+    "ld": "binutils",
+    "unshare": "util-linux",
 }
 
 
