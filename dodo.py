@@ -106,7 +106,7 @@ def task_static() -> dict[str, Any]:
 
 
 def task_initramfs() -> dict[str, Any]:
-    """build target/initramfs.cpio.gz: skeleton + frozen init at /init + OCI runtime (reproducible)"""
+    """build target/initramfs.cpio.gz: skeleton + frozen init + OCI runtime (reproducible)"""
     from onebuild import initramfs
 
     return {

@@ -127,7 +127,7 @@ def from_args(args: argparse.Namespace) -> Config:
     if args.data_dir is None:
         raise ConfigError("--data-dir is required in local mode")
     listen: str = args.listen
-    if not (listen.startswith("unix:") or listen.startswith("tcp:")):
+    if not listen.startswith(("unix:", "tcp:")):
         raise ConfigError(f"--listen {listen!r}: use unix:PATH or tcp:HOST:PORT")
     return Config(
         mode="local",

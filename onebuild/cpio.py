@@ -33,7 +33,9 @@ class NewcWriter:
         self._mtime = mtime
         self._ino = 0
 
-    def entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+    def entry(
+        self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)
+    ) -> None:
         self._ino += 1
         encoded = name.encode() + b"\0"
         nlink = 2 if stat.S_ISDIR(mode) else 1

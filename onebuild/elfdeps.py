@@ -104,7 +104,7 @@ def missing(tree: Path, extra_lib_dirs: tuple[str, ...] = ()) -> dict[str, list[
 
 
 def add_host_libraries(tree: Path, extra_lib_dirs: tuple[str, ...] = ()) -> list[str]:
-    """Copy the host's libraries (and loader) that the tree's ELFs need, until nothing is missing."""
+    """Copy the host libraries (and loader) the tree's ELFs need, until nothing is missing."""
     added: list[str] = []
     while True:
         problems = missing(tree, extra_lib_dirs)
@@ -136,5 +136,6 @@ def check_loadable(tree: Path, extra_lib_dirs: tuple[str, ...] = ()) -> None:
     """Fail the build if any ELF in the tree could not be loaded from the tree alone."""
     problems = missing(tree, extra_lib_dirs)
     if problems:
-        lines = [f"  {path}: missing {', '.join(items)}" for path, items in sorted(problems.items())]
+        lines = [f"  {path}: missing {', '.join(items)}"
+                 for path, items in sorted(problems.items())]
         raise BuildError("ELF files in the initramfs cannot load:\n" + "\n".join(lines))

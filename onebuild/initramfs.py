@@ -122,8 +122,9 @@ def build_rootfs_image() -> None:
         size_mib = sum(p.lstat().st_size for p in staging.rglob("*")) * 3 // 2 // 2**20 + 16
         out.unlink(missing_ok=True)
         # A fixed UUID and hash seed keep the image stable; -d copies the tree in.
-        run(["mkfs.ext4", "-q", "-F", "-L", "mvirt-one", "-U", "6d766972-742d-6f6e-6500-000000000001",
-             "-E", f"hash_seed=6d766972-742d-6f6e-6500-000000000002,root_owner=0:0",
+        run(["mkfs.ext4", "-q", "-F", "-L", "mvirt-one",
+             "-U", "6d766972-742d-6f6e-6500-000000000001",
+             "-E", "hash_seed=6d766972-742d-6f6e-6500-000000000002,root_owner=0:0",
              "-d", staging, out, f"{size_mib}M"],
             env={"E2FSPROGS_FAKE_TIME": str(reproducible.epoch())})
         shutil.rmtree(staging)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def uki_sections(path: Path) -> list[Section]:
 def _overlaps(ranges: list[tuple[int, int, str]]) -> list[str]:
     found = []
     ordered = sorted(r for r in ranges if r[1] > r[0])
-    for (start_a, end_a, a), (start_b, _end_b, b) in zip(ordered, ordered[1:]):
+    for (start_a, end_a, a), (start_b, _end_b, b) in itertools.pairwise(ordered):
         if start_b < end_a:
             found.append(f"{a} [{start_a:#x}-{end_a:#x}) overlaps {b} at {start_b:#x}")
     return found

@@ -30,7 +30,8 @@ def attach() -> str | None:
             os.dup2(fd, target)
         if fd > 2:
             os.close(fd)
-        sys.stdout = open(1, "w", buffering=1, closefd=False, errors="replace")
-        sys.stderr = open(2, "w", buffering=1, closefd=False, errors="replace")
+        # Line-buffered text streams over the new fds; they live as long as the process.
+        sys.stdout = open(1, "w", buffering=1, closefd=False, errors="replace")  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False, errors="replace")  # noqa: SIM115
         return path
     return None

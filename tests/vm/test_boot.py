@@ -55,7 +55,6 @@ def test_orphaned_grandchild_is_reaped_by_pid1(artifacts: Artifacts, tmp_path: P
                                                vm_factory: list[Vm]) -> None:
     if not Path("/bin/busybox").exists():
         pytest.fail("busybox-static is not installed (scripts/apt-packages.txt has it)")
-    overlay = tmp_path / "overlay.cpio.gz"
     tree = tmp_path / "overlay"
     (tree / "bin").mkdir(parents=True)
     shutil.copy("/bin/busybox", tree / "bin" / "busybox")
