@@ -56,7 +56,9 @@ class Init:
         if self.cfg.mode == "pid1":
             with log.phase("network"):
                 await _loopback_up()
-            self._start(power_button.watch(self.request_shutdown), "power-button")
+            button = await power_button.PowerButton.subscribe()
+            if button is not None:
+                self._start(button.watch(self.request_shutdown), "power-button")
         with log.phase("hooks"):
             await hooks.run_all(self.cfg.hooks_dir, self.reaper)
         LOG.info("phase ready: init %s serving (%s)", VERSION, self.cfg.listen)

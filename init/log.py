@@ -33,7 +33,11 @@ def setup(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_BootTimeFormatter())
     root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # Libraries (pyroute2, grpclib, asyncio) speak at warning and above; `level` is ours.
+    root.setLevel(logging.WARNING)
+    LOG.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # pyroute2 warns at import that /proc/net/psched is missing (no tc in our kernel): noise.
+    logging.getLogger("pyroute2").setLevel(logging.ERROR)
 
 
 @contextmanager

@@ -21,7 +21,7 @@ NAME = "init"
 
 # Modules the init never uses; PyInstaller would otherwise follow optional imports into them.
 EXCLUDES = (
-    "tkinter", "unittest", "pydoc", "pydoc_data", "doctest", "lib2to3", "distutils",
+    "tkinter", "pydoc", "pydoc_data", "doctest", "lib2to3", "distutils",
     "setuptools", "pip", "sqlite3", "xmlrpc", "curses", "readline", "idlelib", "ensurepip",
     "venv", "turtle", "turtledemo", "test", "multiprocessing.popen_spawn_win32", "bz2",
     "lzma", "_bz2", "_lzma", "dbm", "mailbox", "imaplib", "smtplib", "ftplib", "nntplib",

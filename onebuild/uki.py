@@ -2,8 +2,8 @@
 
 Bookworm has no ukify, and trixie's ukify with the 252 stub grows `.sbat` into `.sdmagic` (the
 stub then warns about overlapping sections and stalls ~3 s). So the sections are added with
-objcopy at addresses we compute with pefile: each starts on the stub's SectionAlignment after the
-stub's last section, in ukify's order with `.linux` last.
+objcopy at addresses we compute with pefile: each starts on a 4 KiB boundary after the stub's last
+section, in ukify's order with `.linux` last.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def build(stub: Path = STUB, out: Path | None = None) -> None:
     with step(f"Assembling {out.relative_to(paths.ROOT)}"):
         _write_cmdline()
         pe = pefile.PE(str(stub), fast_load=True)
-        alignment = pe.OPTIONAL_HEADER.SectionAlignment
+        # The 252 stub declares 512-byte sections; 4 KiB is what is measured to boot (page
+        # aligned, as ukify lays them out) and is still a multiple of the declared alignment.
+        alignment = max(pe.OPTIONAL_HEADER.SectionAlignment, 4096)
         base = pe.OPTIONAL_HEADER.ImageBase
         offset = _align(max(s.VirtualAddress + s.Misc_VirtualSize for s in pe.sections), alignment)
         pe.close()

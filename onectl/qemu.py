@@ -65,7 +65,7 @@ class VmSpec:
     def argv(self, *, qmp: Path) -> list[str]:
         pci = self.machine == "q35"
         argv = [find_qemu(), "-nodefaults", "-no-user-config", "-display", "none",
-                "-serial", "stdio", "-qmp", f"unix:{qmp},server=on,wait=off",
+                "-no-reboot", "-serial", "stdio", "-qmp", f"unix:{qmp},server=on,wait=off",
                 "-smp", str(self.cpus), "-m", f"{self.memory_mib}M"]
         use_kvm = self.accel == "kvm" or (self.accel == "auto" and kvm_usable())
         argv += ["-accel", "kvm" if use_kvm else "tcg"]
