@@ -81,13 +81,29 @@ def task_runtime() -> dict[str, Any]:
     }
 
 
+def task_proto() -> dict[str, Any]:
+    """generate the gRPC stubs (oneproto/) from proto/one.proto with grpcio-tools"""
+    from onebuild import proto
+
+    return {
+        "actions": [(proto.generate, [], {})],
+        "file_dep": ["proto/one.proto", "onebuild/proto.py", "requirements.txt"],
+        "targets": [f"oneproto/{name}" for name in proto.MODULES],
+        "clean": True,
+    }
+
+
+INIT_SOURCES = ["oneproto/one_pb2.py", "oneproto/one_grpc.py", "onebuild/freeze.py",
+                "requirements.txt"]
+
+
 def task_init() -> dict[str, Any]:
     """freeze the Python init with PyInstaller (--onedir) into target/init/"""
     from onebuild import freeze
 
     return {
         "actions": [(freeze.freeze_onedir, [], {})],
-        "file_dep": _files("init", "**/*.py") + ["onebuild/freeze.py", "requirements.txt"],
+        "file_dep": _files("init", "**/*.py") + INIT_SOURCES,
         "targets": [str(T / "init" / "init")],
         "clean": True,
     }
@@ -99,7 +115,7 @@ def task_static() -> dict[str, Any]:
 
     return {
         "actions": [(freeze.freeze_static, [], {})],
-        "file_dep": _files("init", "**/*.py") + ["onebuild/freeze.py", "requirements.txt"],
+        "file_dep": _files("init", "**/*.py") + INIT_SOURCES,
         "targets": [str(T / "mvirt-one")],
         "clean": True,
     }

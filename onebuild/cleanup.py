@@ -10,6 +10,7 @@ from onebuild import paths
 def clean() -> None:
     """Remove build outputs; the kernel source tree stays, so the next build needs no unpack."""
     shutil.rmtree(paths.TARGET, ignore_errors=True)
+    shutil.rmtree(paths.ROOT / "oneproto", ignore_errors=True)
     for cache in paths.ROOT.rglob("__pycache__"):
         if paths.VENV not in cache.parents:
             shutil.rmtree(cache, ignore_errors=True)
