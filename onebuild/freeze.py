@@ -30,7 +30,7 @@ EXCLUDES = (
     "onebuild", "onectl", "pyroute2.ndb", "pyroute2.ipdb", "pyroute2.nftables",
     "pyroute2.ipset", "pyroute2.wiset", "pyroute2.remote", "pyroute2.nslink",
     "pyroute2.cli", "pyroute2.conntrack", "pyroute2.iwutil", "pyroute2.inotify",
-    "pyroute2.plan9", "multiprocessing", "decimal", "_decimal", "_pydecimal", "statistics",
+    "pyroute2.plan9", "decimal", "_decimal", "_pydecimal", "statistics",
     "difflib", "fractions",
     # East-Asian codecs: 1 MB of extension modules the init never decodes with.
     "_codecs_jp", "_codecs_kr", "_codecs_cn", "_codecs_tw", "_codecs_hk", "_codecs_iso2022",

@@ -45,7 +45,7 @@ def build(stub: Path = STUB, out: Path | None = None) -> None:
     out = out or paths.TARGET / "mvirt-one.efi"
     if not stub.exists():
         raise BuildError(f"EFI stub {stub} missing: apt-get install systemd-boot-efi")
-    with step(f"Assembling {out.relative_to(paths.ROOT)}"):
+    with step(f"Assembling {out}"):
         _write_cmdline()
         pe = pefile.PE(str(stub), fast_load=True)
         # The 252 stub declares 512-byte sections; 4 KiB is what is measured to boot (page

@@ -24,9 +24,13 @@ class PowerButton:
     async def subscribe(cls) -> PowerButton | None:
         """Join the ACPI event group; None if the kernel has no ACPI events."""
         pyroute2_light.install()
-        from pyroute2.netlink.event.acpi_event import AsyncAcpiEventSocket
+        try:
+            from pyroute2.netlink.event.acpi_event import AsyncAcpiEventSocket
 
-        sock = AsyncAcpiEventSocket()
+            sock = AsyncAcpiEventSocket()
+        except Exception:
+            LOG.exception("power button not watched: cannot load the ACPI event socket")
+            return None
         try:
             await sock.setup_endpoint()
         except Exception as e:  # no ACPI or no acpi_event family: nothing to watch
