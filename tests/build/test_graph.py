@@ -1,0 +1,86 @@
+"""The doit graph in a fresh clone: file-dependency tracking and byte-reproducible outputs.
+
+Each build runs in its own clone of this repository's HEAD, so nothing is shared but the cache
+outside the clone (kernel and crun, keyed by their inputs). `doit uki` builds everything the UKI
+needs; `one` adds only the static single-binary init, which has its own test below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOIT = str(Path(sys.executable).parent / "doit")
+OUTPUTS = ("initramfs.cpio.gz", "mvirt-one.efi", "bzImage", "cmdline")
+
+pytestmark = pytest.mark.host
+
+
+def _doit(clone: Path, *args: str) -> str:
+    proc = subprocess.run([DOIT, *args], cwd=clone, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def _executed(output: str) -> set[str]:
+    """Tasks doit ran (".  name"); up-to-date ones print "-- name"."""
+    return set(re.findall(r"^\.  (\w+)", output, re.M))
+
+
+def _digests(clone: Path) -> dict[str, str]:
+    return {name: hashlib.sha256((clone / "target" / name).read_bytes()).hexdigest()
+            for name in OUTPUTS}
+
+
+FIRST_BUILD: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def clone_a(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    clone = tmp_path_factory.mktemp("graph") / "a"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    ran = _executed(_doit(clone, "uki"))
+    assert {"proto", "kernel", "runtime", "init", "initramfs", "uki"} <= ran
+    FIRST_BUILD.update(_digests(clone))  # before any test edits the clone
+    return clone
+
+
+def test_second_build_runs_nothing(clone_a: Path) -> None:
+    assert _executed(_doit(clone_a, "uki")) == set()
+
+
+def test_touching_the_init_rebuilds_init_initramfs_uki_not_the_kernel(clone_a: Path) -> None:
+    (clone_a / "init" / "app.py").write_text((clone_a / "init" / "app.py").read_text()
+                                             + "\n# touched by the test\n")
+    ran = _executed(_doit(clone_a, "uki"))
+    assert {"init", "initramfs", "uki"} <= ran
+    assert "kernel" not in ran and "runtime" not in ran
+
+
+def test_editing_kernel_inputs_marks_the_kernel_for_rebuild(clone_a: Path) -> None:
+    def kernel_status() -> str:
+        out = _doit(clone_a, "list", "--status", "--all")
+        return re.search(r"^(\w) kernel\b", out, re.M).group(1)  # type: ignore[union-attr]
+
+    assert kernel_status() == "U"
+    config = clone_a / "kernel.config"
+    original = config.read_text()
+    config.write_text(original + "\n# a comment is a change doit must see\n")
+    assert kernel_status() == "R"
+    config.write_text(original)
+    version = clone_a / "kernel.version"
+    version.write_text(version.read_text() + "\n")
+    assert kernel_status() == "R"
+
+
+def test_two_clean_builds_are_byte_identical(clone_a: Path, tmp_path: Path) -> None:
+    clone_b = tmp_path / "b"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone_b)], check=True)
+    _doit(clone_b, "uki")
+    assert _digests(clone_b) == FIRST_BUILD
