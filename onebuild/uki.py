@@ -42,28 +42,34 @@ def _write_cmdline() -> None:
 
 
 def build(stub: Path = STUB, out: Path | None = None) -> None:
+    """target/mvirt-one.efi from the build outputs (and target/cmdline from cmdline.txt)."""
     out = out or paths.TARGET / "mvirt-one.efi"
-    if not stub.exists():
-        raise BuildError(f"EFI stub {stub} missing: apt-get install systemd-boot-efi")
     with step(f"Assembling {out}"):
         _write_cmdline()
-        pe = pefile.PE(str(stub), fast_load=True)
-        # The 252 stub declares 512-byte sections; 4 KiB is what is measured to boot (page
-        # aligned, as ukify lays them out) and is still a multiple of the declared alignment.
-        alignment = max(pe.OPTIONAL_HEADER.SectionAlignment, 4096)
-        base = pe.OPTIONAL_HEADER.ImageBase
-        offset = _align(max(s.VirtualAddress + s.Misc_VirtualSize for s in pe.sections), alignment)
-        pe.close()
-        argv: list[str | os.PathLike[str]] = ["objcopy"]
-        for name, source in sections().items():
-            argv += ["--add-section", f"{name}={source}",
-                     "--change-section-vma", f"{name}={base + offset:#x}"]
-            offset = _align(offset + source.stat().st_size, alignment)
-        tmp = out.with_suffix(".tmp")
-        run([*argv, stub, tmp], quiet=True)
-        _fix_timestamp(tmp)
-        inspect.check_uki(tmp, sections())
-        os.replace(tmp, out)
+        assemble(sections(), out, stub=stub)
+
+
+def assemble(parts: dict[str, Path], out: Path, *, stub: Path = STUB) -> None:
+    """Add `parts` (section name -> file, in layout order) to the stub and check the result."""
+    if not stub.exists():
+        raise BuildError(f"EFI stub {stub} missing: apt-get install systemd-boot-efi")
+    pe = pefile.PE(str(stub), fast_load=True)
+    # The 252 stub declares 512-byte sections; 4 KiB is what is measured to boot (page
+    # aligned, as ukify lays them out) and is still a multiple of the declared alignment.
+    alignment = max(pe.OPTIONAL_HEADER.SectionAlignment, 4096)
+    base = pe.OPTIONAL_HEADER.ImageBase
+    offset = _align(max(s.VirtualAddress + s.Misc_VirtualSize for s in pe.sections), alignment)
+    pe.close()
+    argv: list[str | os.PathLike[str]] = ["objcopy"]
+    for name, source in parts.items():
+        argv += ["--add-section", f"{name}={source}",
+                 "--change-section-vma", f"{name}={base + offset:#x}"]
+        offset = _align(offset + source.stat().st_size, alignment)
+    tmp = out.with_suffix(".tmp")
+    run([*argv, stub, tmp], quiet=True)
+    _fix_timestamp(tmp)
+    inspect.check_uki(tmp, parts)
+    os.replace(tmp, out)
 
 
 def _fix_timestamp(path: Path) -> None:

@@ -1,0 +1,138 @@
+"""Boot benchmark: our init against a busybox-static /init on the same kernel, in the same run.
+
+Prints and writes target/bench/boot.json: qemu start -> first init line and -> ready (median of
+N boots, TCG, virtio-rng), the ratio to the baseline, memory at ready, and the UKI's make-up.
+Not a test: figures depend on the machine; only the ratios are comparable across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import re
+import shutil
+import stat
+import statistics
+import tempfile
+from pathlib import Path
+
+from onebuild import cpio, initramfs, paths, uki
+from onectl.qemu import Vm, VmSpec
+
+T = paths.TARGET
+BASELINE_INIT = """#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+echo "baseline init starting"
+echo "baseline ready: $(/bin/busybox grep MemAvailable /proc/meminfo)"
+/bin/busybox poweroff -f
+"""
+OURS = {"first": r"init \S+ starting as PID 1", "ready": r"phase ready"}
+BASELINE = {"first": r"baseline init starting", "ready": r"baseline ready"}
+
+
+def baseline_initramfs(work: Path) -> Path:
+    tree = work / "baseline.root"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "proc").mkdir()
+    shutil.copy("/bin/busybox", tree / "bin" / "busybox")
+    (tree / "init").write_text(BASELINE_INIT)
+    (tree / "init").chmod(0o755 | stat.S_IFREG)
+    raw = io.BytesIO()
+    cpio.write(raw, tree, mtime=0, devices=initramfs.DEVICES)
+    out = work / "baseline.cpio.gz"
+    out.write_bytes(gzip.compress(raw.getvalue(), 9, mtime=0))
+    return out
+
+
+def boot_once(spec: VmSpec, marks: dict[str, str], work: Path, powerdown: bool) -> dict[str, float]:
+    with Vm(spec, work) as vm:
+        first, _ = vm.wait_for(marks["first"], 300)
+        ready, m = vm.wait_for(marks["ready"] + ".*", 300)
+        result = {"first_line_s": first, "ready_s": ready}
+        mem = re.search(r"MemAvailable:\s+(\d+)|memory available ([\d.]+)", m.group(0))
+        if mem:
+            result["mem_available_mib"] = (int(mem.group(1)) / 1024 if mem.group(1)
+                                           else float(mem.group(2)))
+        rss = re.search(r"rss ([\d.]+) MiB", m.group(0))
+        if rss:
+            result["init_rss_mib"] = float(rss.group(1))
+        if powerdown:
+            vm.qmp("system_powerdown")
+        vm.wait_exit(120)
+    return result
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = set.intersection(*(set(r) for r in runs))
+    return {k: round(statistics.median(r[k] for r in runs), 3) for k in sorted(keys)}
+
+
+def gz_size(data: bytes) -> int:
+    return len(gzip.compress(data, 9, mtime=0))
+
+
+def uki_makeup() -> dict[str, int]:
+    tree = initramfs.TREE
+    def size_of(prefixes: tuple[str, ...]) -> int:
+        data = b"".join(p.read_bytes() for p in sorted(tree.rglob("*"))
+                        if p.is_file() and not p.is_symlink()
+                        and str(p.relative_to(tree)).startswith(prefixes))
+        return gz_size(data)
+    return {
+        "uki_bytes": (T / "mvirt-one.efi").stat().st_size,
+        "kernel_bytes": (T / "bzImage").stat().st_size,
+        "initramfs_gz_bytes": (T / "initramfs.cpio.gz").stat().st_size,
+        "init_bundle_gz_bytes": size_of((initramfs.INIT_DIR,)),
+        "runtime_gz_bytes": size_of(("usr/bin",)),
+        "system_libs_gz_bytes": size_of(("lib",)),
+        "rest_gz_bytes": size_of(("etc",)),
+        "init_tree_bytes": sum(p.stat().st_size for p in (tree / initramfs.INIT_DIR).rglob("*")
+                               if p.is_file() and not p.is_symlink()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=5, help="boots per configuration")
+    parser.add_argument("--memory", type=int, default=128, help="guest MiB")
+    args = parser.parse_args()
+    results: dict[str, object] = {"boots_per_config": args.n, "memory_mib": args.memory,
+                                  "accel": "tcg"}
+    cmdline = (T / "cmdline").read_text().strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        base_initrd = baseline_initramfs(work)
+        base_uki = work / "baseline.efi"
+        parts = dict(uki.sections())
+        parts[".initrd"] = base_initrd
+        uki.assemble(parts, base_uki)
+        configs = {
+            "direct_microvm": lambda initrd, _uki: VmSpec(
+                kernel=T / "bzImage", boot="direct", initrd=initrd, append=cmdline,
+                machine="microvm", memory_mib=args.memory),
+            "uefi_q35": lambda _initrd, uki_file: VmSpec(kernel=uki_file, boot="uefi",
+                                                         memory_mib=args.memory),
+        }
+        for name, make in configs.items():
+            for who, initrd, uki_file, marks in (
+                    ("baseline", base_initrd, base_uki, BASELINE),
+                    ("ours", T / "initramfs.cpio.gz", T / "mvirt-one.efi", OURS)):
+                runs = [boot_once(make(initrd, uki_file), marks, work / f"{name}-{who}-{i}",
+                                  powerdown=who == "ours") for i in range(args.n)]
+                results[f"{name}_{who}"] = median_of(runs)
+                print(name, who, results[f"{name}_{who}"], flush=True)
+            ours = results[f"{name}_ours"]
+            base = results[f"{name}_baseline"]
+            assert isinstance(ours, dict) and isinstance(base, dict)
+            results[f"{name}_ready_ratio"] = round(ours["ready_s"] / base["ready_s"], 2)
+    results["sizes"] = uki_makeup()
+    out = T / "bench" / "boot.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
