@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import os
 import re
 import shutil
 import tarfile
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,13 +88,16 @@ def tarball_version(tarball: Path) -> str:
     The stream is read only up to the Makefile (about 2 s for a 140 MB .tar.xz), which is enough
     to tell whether e.g. Debian's linux-source-6.1 is the pinned point release.
     """
-    with tarfile.open(tarball, "r|*") as archive:
-        for member in archive:
-            parts = member.name.removeprefix("./").split("/")
-            if len(parts) == 2 and parts[1] == "Makefile" and member.isfile():
-                data = archive.extractfile(member)
-                if data is not None:
-                    return makefile_version(data.read().decode(errors="replace"))
+    try:
+        with tarfile.open(tarball, "r|*") as archive:
+            for member in archive:
+                parts = member.name.removeprefix("./").split("/")
+                if len(parts) == 2 and parts[1] == "Makefile" and member.isfile():
+                    data = archive.extractfile(member)
+                    if data is not None:
+                        return makefile_version(data.read().decode(errors="replace"))
+    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as err:
+        raise BuildError(f"{tarball}: cannot read it as a tarball ({err})") from err
     raise BuildError(f"{tarball}: no top-level Makefile, so not a kernel source tarball")
 
 
@@ -330,17 +335,24 @@ def _make_argv(tree: Path, objdir: Path, *targets: str) -> list[str | os.PathLik
     return ["make", "--no-print-directory", "-C", tree.resolve(), f"O={objdir.resolve()}", *targets]
 
 
-def _make(tree: Path, objdir: Path, *targets: str, env: Mapping[str, str] | None = None) -> None:
-    tools.run(_make_argv(tree, objdir, *targets), env={**_make_env(), **(env or {})})
+def _make(
+    tree: Path,
+    objdir: Path,
+    *targets: str,
+    env: Mapping[str, str] | None = None,
+    capture: bool = False,
+) -> None:
+    argv = _make_argv(tree, objdir, *targets)
+    tools.run(argv, env={**_make_env(), **(env or {})}, capture=capture)
 
 
 def generate_config(tree: Path, objdir: Path, fragment: Path) -> dict[str, str]:
     """objdir/.config = tinyconfig + `fragment` + olddefconfig; returns it parsed (unchecked)."""
     objdir = objdir.resolve()
     objdir.mkdir(parents=True, exist_ok=True)
-    _make(tree, objdir, "-s", "tinyconfig")
+    # tinyconfig merges its own fragments and narrates every override: noise unless it fails
+    _make(tree, objdir, "-s", "tinyconfig", capture=True)
     # -m: only merge; olddefconfig below then fills in what the fragment made visible.
-    # merge_config.sh notes every value the fragment overrides; keep that out of the log.
     tools.run(
         [
             tree / "scripts/kconfig/merge_config.sh",
@@ -398,11 +410,18 @@ def set_options(fragment_text: str, changes: Mapping[str, str]) -> str:
 def fold_back(fragment_text: str, old: Mapping[str, str], new: Mapping[str, str]) -> str:
     """The fragment with the edit old → new (two full .configs) written into it.
 
-    A symbol that vanished from `new` lost a dependency; it is written (as not set) only when the
-    fragment names it, since otherwise the build would report the fragment's value as dropped.
+    Written are changed symbols the fragment names, and those present in both configs (visible
+    before and after the edit). A symbol only in `new` became visible through the edit (a new
+    submenu, a `select`) and usually just takes its default, so it is left to kconfig;
+    apply_config_edit regenerates and pins the ones that do not. A symbol only in `old` lost a
+    dependency: implied, unless the fragment names it (the build would report it dropped).
     """
     mentioned = parse_config(fragment_text)
-    changes = {s: v for s, v in changed_options(old, new).items() if s in new or s in mentioned}
+    changes = {
+        s: v
+        for s, v in changed_options(old, new).items()
+        if s in mentioned or (s in old and s in new)
+    }
     return set_options(fragment_text, changes)
 
 
