@@ -43,7 +43,7 @@ run: bootstrap ## boot the freshly built UKI in qemu
 	$(DOIT) $(DOIT_ARGS) run
 
 clean: bootstrap ## remove build outputs (keeps the kernel source)
-	$(DOIT) $(DOIT_ARGS) clean_all
+	$(DOIT) $(DOIT_ARGS) clean_build
 
 distclean: bootstrap ## clean + remove the kernel source tree and downloaded tarballs
 	$(DOIT) $(DOIT_ARGS) distclean

@@ -44,6 +44,7 @@ PROVIDERS: dict[str, str] = {
     "dpkg-query": "dpkg",
     "ld": "binutils",
     "unshare": "util-linux",
+    "git": "git",
 }
 
 

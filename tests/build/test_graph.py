@@ -92,3 +92,26 @@ def test_two_clean_builds_are_byte_identical(clone_a: Path, tmp_path: Path) -> N
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone_b)], check=True)
     _doit(clone_b, "uki")
     assert _digests(clone_b) == FIRST_BUILD
+
+
+def _leftovers(clone: Path) -> list[str]:
+    """What `git status` sees beyond a fresh clone (ignored files included), minus doit's
+    dependency database, which doit itself rewrites after every command."""
+    out = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=clone,
+                         capture_output=True, text=True, check=True).stdout
+    return sorted(line[3:] for line in out.splitlines() if line[3:] != ".doit.db")
+
+
+def test_clean_then_distclean_return_to_a_fresh_clone(clone_a: Path) -> None:
+    # Runs last: it removes what the other tests built. A downloaded tarball and an unpacked
+    # tree stand in for the real ones (this clone's kernel came from the cache).
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=clone_a, check=True)
+    tarball = clone_a / "target" / "linux-6.1.192.tar.xz"
+    tarball.write_bytes(b"stand-in")
+    (clone_a / "kernel").mkdir()
+    (clone_a / "kernel" / "Makefile").write_text("# stand-in\n")
+    _doit(clone_a, "clean_build")
+    assert _leftovers(clone_a) == ["kernel/", "target/"]
+    assert [p.name for p in (clone_a / "target").iterdir()] == [tarball.name]
+    _doit(clone_a, "distclean")
+    assert _leftovers(clone_a) == []
