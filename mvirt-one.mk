@@ -10,7 +10,7 @@ DOIT_ARGS :=
 .PHONY: help bootstrap one kernel initramfs init runtime rootfs uki menuconfig run clean distclean test check
 
 help: ## show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]*)[^#]*## (.*)/  \1\t\2/' | expand -t 14
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]*)[^#]*## (.*)/  \1\t\2/' | expand -t 14
 
 bootstrap: ## install missing Debian packages and the pinned Python venv
 	@$(BOOTSTRAP)
