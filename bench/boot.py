@@ -28,25 +28,42 @@ echo "baseline init starting"
 echo "baseline ready: $(/bin/busybox grep MemAvailable /proc/meminfo)"
 /bin/busybox poweroff -f
 """
+# The single static ELF route: PyInstaller's onefile bootloader and staticx's both fork and run
+# Python as their child, so Python is never PID 1 that way; a busybox shim mounts what staticx
+# needs (/proc, a tmpfs /tmp to unpack into) and runs it in local mode, which measures what the
+# route costs in start time and RAM.
+STATIC_SHIM = """#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t tmpfs tmpfs /tmp
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+echo "static route: shim starting"
+/mvirt-one --data-dir /tmp/one --listen unix:/tmp/api.sock &
+/bin/busybox sleep 600
+"""
 OURS = {"first": r"init \S+ starting as PID 1", "ready": r"phase ready"}
+STATIC = {"first": r"static route: shim starting", "ready": r"phase ready"}
 BASELINE = {"first": r"baseline init starting", "ready": r"baseline ready"}
 
 
-def baseline_initramfs(work: Path) -> Path:
-    tree = work / "baseline.root"
+def busybox_initramfs(work: Path, name: str, script: str, extra: dict[str, Path]) -> Path:
+    tree = work / f"{name}.root"
     (tree / "bin").mkdir(parents=True)
-    (tree / "proc").mkdir()
+    for d in ("proc", "tmp", "dev"):
+        (tree / d).mkdir()
     shutil.copy("/bin/busybox", tree / "bin" / "busybox")
-    (tree / "init").write_text(BASELINE_INIT)
+    for dest, src in extra.items():
+        shutil.copy(src, tree / dest)
+    (tree / "init").write_text(script)
     (tree / "init").chmod(0o755 | stat.S_IFREG)
     raw = io.BytesIO()
     cpio.write(raw, tree, mtime=0, devices=initramfs.DEVICES)
-    out = work / "baseline.cpio.gz"
+    out = work / f"{name}.cpio.gz"
     out.write_bytes(gzip.compress(raw.getvalue(), 9, mtime=0))
     return out
 
 
-def boot_once(spec: VmSpec, marks: dict[str, str], work: Path, powerdown: bool) -> dict[str, float]:
+def boot_once(spec: VmSpec, marks: dict[str, str], work: Path, end: str) -> dict[str, float]:
+    """One boot; `end` is how it stops: "powerdown" (ACPI), "exits" (by itself) or "kill"."""
     with Vm(spec, work) as vm:
         first, _ = vm.wait_for(marks["first"], 300)
         ready, m = vm.wait_for(marks["ready"] + ".*", 300)
@@ -58,9 +75,10 @@ def boot_once(spec: VmSpec, marks: dict[str, str], work: Path, powerdown: bool) 
         rss = re.search(r"rss ([\d.]+) MiB", m.group(0))
         if rss:
             result["init_rss_mib"] = float(rss.group(1))
-        if powerdown:
+        if end == "powerdown":
             vm.qmp("system_powerdown")
-        vm.wait_exit(120)
+        if end != "kill":
+            vm.wait_exit(120)
     return result
 
 
@@ -88,6 +106,7 @@ def uki_makeup() -> dict[str, int]:
         "runtime_gz_bytes": size_of(("usr/bin",)),
         "system_libs_gz_bytes": size_of(("lib",)),
         "rest_gz_bytes": size_of(("etc",)),
+        "static_elf_bytes": (T / "mvirt-one").stat().st_size,
         "init_tree_bytes": sum(p.stat().st_size for p in (tree / initramfs.INIT_DIR).rglob("*")
                                if p.is_file() and not p.is_symlink()),
     }
@@ -103,7 +122,9 @@ def main() -> None:
     cmdline = (T / "cmdline").read_text().strip()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        base_initrd = baseline_initramfs(work)
+        base_initrd = busybox_initramfs(work, "baseline", BASELINE_INIT, {})
+        static_initrd = busybox_initramfs(work, "static", STATIC_SHIM,
+                                          {"mvirt-one": T / "mvirt-one"})
         base_uki = work / "baseline.efi"
         parts = dict(uki.sections())
         parts[".initrd"] = base_initrd
@@ -120,9 +141,16 @@ def main() -> None:
                     ("baseline", base_initrd, base_uki, BASELINE),
                     ("ours", T / "initramfs.cpio.gz", T / "mvirt-one.efi", OURS)):
                 runs = [boot_once(make(initrd, uki_file), marks, work / f"{name}-{who}-{i}",
-                                  powerdown=who == "ours") for i in range(args.n)]
+                                  end="powerdown" if who == "ours" else "exits")
+                        for i in range(args.n)]
                 results[f"{name}_{who}"] = median_of(runs)
                 print(name, who, results[f"{name}_{who}"], flush=True)
+            if name == "direct_microvm":
+                runs = [boot_once(make(static_initrd, None), STATIC,
+                                  work / f"{name}-static-{i}", end="kill")
+                        for i in range(args.n)]
+                results[f"{name}_static_elf"] = median_of(runs)
+                print(name, "static ELF", results[f"{name}_static_elf"], flush=True)
             ours = results[f"{name}_ours"]
             base = results[f"{name}_baseline"]
             assert isinstance(ours, dict) and isinstance(base, dict)
