@@ -16,6 +16,7 @@ import shutil
 import stat
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from onebuild import cpio, initramfs, paths, uki
@@ -129,12 +130,12 @@ def main() -> None:
         parts = dict(uki.sections())
         parts[".initrd"] = base_initrd
         uki.assemble(parts, base_uki)
-        configs = {
+        configs: dict[str, Callable[[Path, Path | None], VmSpec]] = {
             "direct_microvm": lambda initrd, _uki: VmSpec(
                 kernel=T / "bzImage", boot="direct", initrd=initrd, append=cmdline,
                 machine="microvm", memory_mib=args.memory),
-            "uefi_q35": lambda _initrd, uki_file: VmSpec(kernel=uki_file, boot="uefi",
-                                                         memory_mib=args.memory),
+            "uefi_q35": lambda _initrd, uki_file: VmSpec(kernel=uki_file or base_uki,
+                                                         boot="uefi", memory_mib=args.memory),
         }
         for name, make in configs.items():
             for who, initrd, uki_file, marks in (

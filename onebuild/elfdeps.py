@@ -49,16 +49,19 @@ def read(path: Path) -> ElfInfo:
             interp = None
             for seg in elf.iter_segments():
                 if seg["p_type"] == "PT_INTERP":
-                    interp = seg.get_interp_name()
+                    # pyelftools sets these attributes per tag/segment type: untyped for mypy.
+                    interp = seg.get_interp_name()  # type: ignore[attr-defined]
             needed: list[str] = []
             runpath: list[str] = []
             for section in elf.iter_sections():
                 if isinstance(section, DynamicSection):
                     for tag in section.iter_tags():
                         if tag.entry.d_tag == "DT_NEEDED":
-                            needed.append(tag.needed)
+                            needed.append(tag.needed)  # type: ignore[attr-defined]
                         elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
-                            value = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
+                            value = (tag.runpath  # type: ignore[attr-defined]
+                                     if tag.entry.d_tag == "DT_RUNPATH"
+                                     else tag.rpath)  # type: ignore[attr-defined]
                             runpath += value.split(":")
             return ElfInfo(interp, tuple(needed), tuple(runpath))
     except ELFError as e:
