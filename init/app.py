@@ -12,11 +12,16 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from init import config as config_mod
 from init import hooks, log
+from init.api.listeners import ListenError
+from init.api.pods import NoPods, PodSupervisor
+from init.api.server import ApiServer
 from init.config import Config
-from init.system import cgroups, console, libc, mounts, power, power_button
+from init.system import cgroups, console, libc, meminfo, mounts, power, power_button
 from init.system.reaper import Reaper
 from init.version import VERSION
 
@@ -25,27 +30,48 @@ LOG = logging.getLogger("mvirt-one")
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGPWR)
 
 
+class ApiUnavailable(RuntimeError):
+    """Local mode cannot serve its API: without it the process is of no use to anyone."""
+
+
 class Init:
     """Wires the services together and runs until a shutdown is requested."""
 
-    def __init__(self, cfg: Config, reaper: Reaper) -> None:
+    # Seconds the pod service gets beyond the grace period to report everything stopped.
+    STOP_MARGIN = 5.0
+
+    def __init__(self, cfg: Config, reaper: Reaper, pods: PodSupervisor | None = None) -> None:
         self.cfg = cfg
         self.reaper = reaper
+        # The pod service arrives with issue 6; until then nothing can run, and Health says so.
+        self.pods: PodSupervisor = pods if pods is not None else NoPods()
         self._shutdown = asyncio.Event()
         self.shutdown_reason = ""
-        self._background: set[asyncio.Task[None]] = set()
+        # Seconds containers (and, in PID 1 mode, every other process) get between SIGTERM and
+        # SIGKILL; a Shutdown call may set its own.
+        self.shutdown_grace = cfg.shutdown_grace
+        self._background: set[asyncio.Task[Any]] = set()
+        self._api: ApiServer | None = None
 
-    def request_shutdown(self, reason: str) -> None:
+    def request_shutdown(self, reason: str, grace_seconds: float | None = None) -> None:
         if not self._shutdown.is_set():
             LOG.info("shutdown requested (%s)", reason)
             self.shutdown_reason = reason
+            if grace_seconds is not None:
+                self.shutdown_grace = grace_seconds
             self._shutdown.set()
 
-    def _start(self, coro: object, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _start(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        # Logged at once (not when the task is garbage-collected), and never fatal.
+        if not task.cancelled() and task.exception() is not None:
+            LOG.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -61,10 +87,46 @@ class Init:
                 self._start(button.watch(self.request_shutdown), "power-button")
         with log.phase("hooks"):
             await hooks.run_all(self.cfg.hooks_dir, self.reaper)
-        LOG.info("phase ready: init %s serving (%s)", VERSION, self.cfg.listen)
+        with log.phase("api"):
+            await self._start_api()
+        LOG.info("phase ready: init %s serving (%s); %s", VERSION,
+                 self._api.address if self._api else "no API", meminfo.summary())
+        if self._api is not None and self.cfg.mode == "pid1":
+            from init.api import ready
+
+            # In the background: a host that does not listen must not delay anything.
+            self._start(ready.signal_ready(self.cfg.ready_port), "ready")
         await self._shutdown.wait()
+        await self._stop()
+
+    async def _start_api(self) -> None:
+        try:
+            self._api = await ApiServer.start(
+                self.cfg.listen, version=VERSION, pods=self.pods,
+                request_shutdown=self.request_shutdown, default_grace=self.cfg.shutdown_grace)
+        except (ListenError, ImportError) as e:
+            if self.cfg.mode == "local":
+                raise ApiUnavailable(str(e)) from e
+            # PID 1 stays up without its API: the console shows why, the power button works.
+            LOG.error("API not started: %s", e)
+
+    async def _stop(self) -> None:
+        """Containers first (the API still answers meanwhile), then the API, then the rest."""
+        grace = self.shutdown_grace
+        try:
+            # Bounded: a pod service that hangs must not keep the VM from powering off.
+            await asyncio.wait_for(self.pods.stop_all(grace), grace + self.STOP_MARGIN)
+        except TimeoutError:
+            LOG.error("pods still stopping %.1f s after the grace period: going on",
+                      self.STOP_MARGIN)
+        except Exception:
+            LOG.exception("stopping pods failed")
+        if self._api is not None:
+            await self._api.stop()
         for task in list(self._background):
             task.cancel()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=2.0)
 
 
 async def _loopback_up() -> None:
@@ -123,6 +185,7 @@ def run_pid1() -> None:
     """PID 1: bring the system up, serve, and power off. Never returns, never raises."""
     reaper = Reaper()
     cfg: Config | None = None
+    init: Init | None = None
     try:
         _ensure_stdio()
         log.setup()
@@ -137,10 +200,13 @@ def run_pid1() -> None:
         log.setup(cfg.log_level)
         with log.phase("system"):
             _system_setup(cfg)
-        asyncio.run(Init(cfg, reaper).serve())
+        init = Init(cfg, reaper)
+        asyncio.run(init.serve())
     except BaseException:
         LOG.exception("fatal error in PID 1: powering off")
-    power.power_off(reaper, grace_seconds=cfg.shutdown_grace if cfg else 5.0)
+    # A Shutdown call's grace period also applies to whatever else still runs.
+    grace = init.shutdown_grace if init else cfg.shutdown_grace if cfg else 5.0
+    power.power_off(reaper, grace_seconds=grace)
 
 
 def _system_setup(cfg: Config) -> None:
@@ -165,7 +231,11 @@ def run_local(cfg: Config) -> int:
     os.makedirs(cfg.data_dir, exist_ok=True)
     LOG.info("init %s starting in local mode (pid %d)", VERSION, os.getpid())
     reaper = Reaper()
-    asyncio.run(Init(cfg, reaper).serve())
+    try:
+        asyncio.run(Init(cfg, reaper).serve())
+    except ApiUnavailable as e:
+        LOG.error("%s", e)
+        return 1
     LOG.info("stopped")
     return 0
 

@@ -30,17 +30,26 @@ EXCLUDES = (
     "onebuild", "onectl", "pyroute2.ndb", "pyroute2.ipdb", "pyroute2.nftables",
     "pyroute2.ipset", "pyroute2.wiset", "pyroute2.remote", "pyroute2.nslink",
     "pyroute2.cli", "pyroute2.conntrack", "pyroute2.iwutil", "pyroute2.inotify",
-    "pyroute2.plan9", "decimal", "_decimal", "_pydecimal", "statistics",
-    "difflib", "fractions",
+    "pyroute2.plan9", "decimal", "_decimal", "_pydecimal", "statistics", "fractions",
+    # Not difflib: pyroute2's rtnl socket imports unittest.mock, and unittest imports difflib.
     # East-Asian codecs: 1 MB of extension modules the init never decodes with.
     "_codecs_jp", "_codecs_kr", "_codecs_cn", "_codecs_tw", "_codecs_hk", "_codecs_iso2022",
     "_multibytecodec",
+    # protobuf's upb extension drags in libstdc++. Without it protobuf falls back to pure Python:
+    # the api phase is ~15 % slower (80 vs 67 ms on the host), the tree 2.7 MB smaller.
+    "google._upb",
 )
 
 # Imported lazily by our own code (inside functions), so listed for PyInstaller's analysis.
 HIDDEN_IMPORTS = (
     "pyroute2.iproute.linux",
     "pyroute2.netlink.event.acpi_event",
+    # The API is imported when it starts, not at boot (init/api/server.py).
+    "init.api.service",
+    "init.api.ready",
+    "grpclib.server",
+    "oneproto.one_grpc",
+    "oneproto.one_pb2",
 )
 
 

@@ -1,0 +1,65 @@
+"""Start and stop the gRPC server (grpclib) on the pre-bound listener.
+
+grpclib and the generated stubs are imported here, inside `start`, not at module level: the
+boot phases before the API should not wait for h2 and protobuf to load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from init.api import listeners
+from init.api.pods import PodSupervisor
+
+if TYPE_CHECKING:
+    from grpclib.server import Server
+
+    from init.api.service import ShutdownRequester
+
+LOG = logging.getLogger("mvirt-one")
+
+
+class ApiServer:
+    """The running API: one listener, one grpclib Server."""
+
+    def __init__(self, server: Server, listener: listeners.Listener) -> None:
+        self._server = server
+        self.listener = listener
+
+    @property
+    def address(self) -> str:
+        return self.listener.address
+
+    @classmethod
+    async def start(cls, listen: str, *, version: str, pods: PodSupervisor,
+                    request_shutdown: ShutdownRequester, default_grace: float) -> ApiServer:
+        """Bind `listen` and serve; raises listeners.ListenError if the address is unusable."""
+        listener = listeners.bind(listen)
+        try:
+            from grpclib.server import Server
+
+            from init.api.service import OneService
+
+            service = OneService(version=version, pods=pods, request_shutdown=request_shutdown,
+                                 default_grace=default_grace)
+            server = Server([service])
+            await server.start(sock=listener.sock)
+        except BaseException:
+            listener.close()
+            raise
+        LOG.info("API listening on %s", listener.address)
+        return cls(server, listener)
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Stop accepting, cancel running calls, wait for them a bounded time, close the socket."""
+        self._server.close()
+        try:
+            # Handlers get their CancelledError and a moment to end; a stuck one does not hold
+            # the way down.
+            await asyncio.wait_for(self._server.wait_closed(), timeout)
+        except TimeoutError:
+            LOG.warning("API calls still running %.0f s after close: abandoned", timeout)
+        finally:
+            self.listener.close()

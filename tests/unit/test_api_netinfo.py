@@ -1,0 +1,102 @@
+"""GetNetworkInfo's data: the pure assembly from netlink shapes, resolv.conf, and a live read."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+from init.api import netinfo
+from init.api.netinfo import Address, Gateway, Link
+
+AF4, AF6 = socket.AF_INET, socket.AF_INET6
+PERMANENT = 0x80
+
+LINKS = [Link(2, "eth0", "52:54:00:12:34:56", False), Link(1, "lo", "00:00:00:00:00:00", True)]
+
+
+def _route(**fields: Any) -> dict[str, Any]:
+    """A route message as pyroute2 hands it over (header fields and attributes in one mapping)."""
+    base: dict[str, Any] = {"family": AF4, "dst_len": 0, "type": 1, "table": 254,
+                            "RTA_TABLE": 254}
+    base.update(fields)
+    return base
+
+
+def test_every_link_with_first_addresses_netmask_and_gateways() -> None:
+    addrs = [
+        Address(1, AF4, "127.0.0.1", 8, 254, PERMANENT),
+        Address(1, AF6, "::1", 128, 254, PERMANENT),  # host scope: not global
+        Address(2, AF4, "10.0.2.15", 24, 0, 0),
+        Address(2, AF4, "10.0.2.16", 24, 0, 0x01),  # secondary
+        Address(2, AF6, "fe80::5054:ff:fe12:3456", 64, 253, PERMANENT),  # link scope
+        Address(2, AF6, "fec0::5054:ff:fe12:3456", 64, 0, 0),
+    ]
+    gws = [Gateway(AF4, 2, "10.0.2.2", 100), Gateway(AF6, 2, "fe80::2", 1024)]
+    out = netinfo.assemble(LINKS, addrs, gws, (["10.0.2.3"], ["fec0::3"]))
+    lo, eth0 = out
+    assert (lo.name, lo.ipv4_address, lo.ipv4_netmask, lo.ipv6_address) == \
+        ("lo", "127.0.0.1", "255.0.0.0", "")
+    assert lo.ipv4_dns == [] and lo.ipv6_dns == []
+    assert eth0.mac_address == "52:54:00:12:34:56"
+    assert (eth0.ipv4_address, eth0.ipv4_netmask, eth0.ipv4_gateway) == \
+        ("10.0.2.15", "255.255.255.0", "10.0.2.2")
+    assert (eth0.ipv6_address, eth0.ipv6_gateway) == ("fec0::5054:ff:fe12:3456", "fe80::2")
+    assert (eth0.ipv4_dns, eth0.ipv6_dns) == (["10.0.2.3"], ["fec0::3"])
+    assert eth0.delegated_prefix == ""
+
+
+def test_secondary_only_stands_in_and_tentative_ipv6_is_skipped() -> None:
+    addrs = [Address(2, AF4, "192.0.2.9", 32, 0, 0x01),
+             Address(2, AF6, "2001:db8::1", 64, 0, 0x40),  # tentative (DAD running)
+             Address(2, AF6, "2001:db8::2", 64, 0, 0x08),  # DAD failed
+             Address(2, AF6, "2001:db8::3", 64, 0, 0)]
+    (eth0,) = netinfo.assemble(LINKS[:1], addrs, [], ([], []))
+    assert (eth0.ipv4_address, eth0.ipv4_netmask) == ("192.0.2.9", "255.255.255.255")
+    assert eth0.ipv6_address == "2001:db8::3"
+
+
+def test_lowest_metric_default_route_wins() -> None:
+    gws = [Gateway(AF4, 2, "10.0.0.9", 600), Gateway(AF4, 2, "10.0.0.1", 100),
+           Gateway(AF4, 7, "10.9.9.9", 0)]  # an interface that vanished meanwhile
+    (eth0,) = netinfo.assemble(LINKS[:1], [], gws, ([], []))
+    assert eth0.ipv4_gateway == "10.0.0.1"
+
+
+def test_gateways_only_from_main_table_unicast_default_routes() -> None:
+    assert netinfo.gateways_of(_route(RTA_GATEWAY="10.0.2.2", RTA_OIF=2)) == \
+        [Gateway(AF4, 2, "10.0.2.2", 0)]
+    assert netinfo.gateways_of(_route(dst_len=24, RTA_GATEWAY="10.0.2.2", RTA_OIF=2)) == []
+    assert netinfo.gateways_of(_route(table=255, RTA_TABLE=255, RTA_GATEWAY="1.1.1.1",
+                                      RTA_OIF=2)) == []
+    assert netinfo.gateways_of(_route(type=2, RTA_OIF=1)) == []  # local route
+    assert netinfo.gateways_of(_route(RTA_OIF=2)) == []  # on-link default: no gateway
+    multipath = _route(family=AF6, RTA_PRIORITY=5, RTA_MULTIPATH=[
+        {"oif": 2, "RTA_GATEWAY": "fe80::1"}, {"oif": 3, "RTA_GATEWAY": "fe80::2"}])
+    assert netinfo.gateways_of(multipath) == [Gateway(AF6, 2, "fe80::1", 5),
+                                              Gateway(AF6, 3, "fe80::2", 5)]
+
+
+def test_resolv_conf_nameservers_split_by_family() -> None:
+    text = ("# generated\nsearch example.test\nnameserver 10.0.2.3\nnameserver fec0::3\n"
+            "nameserver fe80::1%eth0\nnameserver not-an-ip\nnameserver\noptions ndots:1\n"
+            "  nameserver 192.0.2.53  # trailing\n")
+    assert netinfo.parse_resolv_conf(text) == (["10.0.2.3", "192.0.2.53"],
+                                               ["fec0::3", "fe80::1%eth0"])
+
+
+def test_missing_resolv_conf_means_no_dns(tmp_path: Path) -> None:
+    assert netinfo.read_dns(tmp_path / "absent") == ([], [])
+
+
+def test_live_read_matches_the_kernel(tmp_path: Path) -> None:
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.53\n")
+    out = asyncio.run(netinfo.read(resolv))
+    assert {i.name for i in out} == {name for _, name in socket.if_nameindex()}
+    lo = next(i for i in out if i.name == "lo")
+    assert (lo.ipv4_address, lo.ipv4_netmask, lo.ipv4_dns) == ("127.0.0.1", "255.0.0.0", [])
+    for iface in out:
+        if not iface.loopback:
+            assert iface.ipv4_dns == ["127.0.0.53"]
