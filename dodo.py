@@ -184,3 +184,27 @@ def task_distclean() -> dict[str, Any]:
 
     return {"actions": [(cleanup.distclean, [], {})], "uptodate": [False]}
 
+
+def task_hosttools() -> dict[str, Any]:
+    """fetch host tools Debian bookworm lacks: vhost-device-vsock from sid (for `onectl run`)"""
+    from onebuild import hosttools
+
+    return {
+        # Returns the binary's path; doit wants None/True/str/dict from a python-action.
+        "actions": [lambda: str(hosttools.vhost_device_vsock())],
+        "verbosity": 2,
+    }
+
+
+def task_run_vm() -> dict[str, Any]:
+    """boot the freshly built UKI in qemu (onectl run --console); Ctrl-C stops the VM"""
+    # Not `run`: doit reserves that word for its own command (as `clean`, see clean_build).
+    from onectl.cli import run_main
+
+    return {
+        "actions": [(run_main, [["run", "--console", str(T / "mvirt-one.efi")]])],
+        "file_dep": [str(T / "mvirt-one.efi")],
+        "task_dep": ["hosttools"],
+        "uptodate": [False],
+        "verbosity": 2,
+    }

@@ -124,8 +124,10 @@ class Vm:
         argv = self.spec.argv(qmp=self.qmp_path)
         (self.workdir / "qemu.cmdline").write_text(" ".join(argv) + "\n")
         self.started = time.monotonic()
+        # A session of its own: Ctrl-C in a terminal reaches the whole foreground process group,
+        # and qemu would die at once on SIGINT instead of letting `onectl run` shut it down.
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         threading.Thread(target=self._read_console, daemon=True).start()
         return self
 
@@ -189,7 +191,8 @@ class Vm:
                         break
             if "error" in reply:
                 raise VmError(f"qmp {command}: {reply['error']}")
-            return reply
+            result: dict[str, object] = reply
+            return result
 
     def wait_exit(self, timeout: float) -> int:
         assert self.proc is not None

@@ -1,0 +1,7 @@
+"""`python -m onectl`."""
+
+import sys
+
+from onectl.cli import main
+
+sys.exit(main())

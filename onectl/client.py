@@ -1,0 +1,94 @@
+"""A gRPC connection to an init, whatever the transport, and errors turned into exit codes.
+
+grpcio is the client library for every transport: unix and TCP it dials itself, hybrid vsock goes
+through the in-process relay (relay.py says why).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from types import TracebackType
+from typing import TypeVar
+
+# grpcio's C core logs to stderr on its own; its lines would break the one-line error promise.
+# Whoever wants them sets GRPC_VERBOSITY themselves.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+import grpc
+
+from onectl.errors import ConnectError, Exit, OnectlError
+from onectl.relay import HybridVsockRelay
+from onectl.settings import Settings
+from oneproto import one_pb2_grpc
+
+T = TypeVar("T")
+
+_CHANNEL_OPTIONS = [
+    # Never route through an http_proxy from the environment: the init is local or in our VM.
+    ("grpc.enable_http_proxy", 0),
+    # The init's API is small, but pulls and logs may send big messages later.
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+class Client:
+    """An open channel and its OneService stub. Use as a context manager."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.relay: HybridVsockRelay | None = None
+        address = settings.address
+        if address.kind == "vsock-uds":
+            assert address.path is not None
+            self.relay = HybridVsockRelay(address.path, address.port,
+                                          connect_timeout=settings.connect_timeout)
+            target = self.relay.target
+        elif address.kind == "unix":
+            target = f"unix:{address.path}"
+        else:
+            host = f"[{address.host}]" if ":" in address.host else address.host
+            target = f"{host}:{address.port}"
+        self.channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        # The generated grpcio stub is untyped; its methods are typed by the .pyi of one_pb2.
+        self.stub = one_pb2_grpc.OneServiceStub(self.channel)  # type: ignore[no-untyped-call]
+
+    def call(self, method: Callable[..., T], request: object, *,
+             timeout: float | None = None) -> T:
+        """Call a unary RPC; gRPC errors become OnectlError with the documented exit code."""
+        try:
+            return method(request, timeout=timeout or self.settings.timeout)
+        except grpc.RpcError as e:
+            raise self.translate(e) from None
+
+    def translate(self, error: grpc.RpcError) -> OnectlError:
+        """One readable line and an exit code for a failed call."""
+        code: grpc.StatusCode = error.code()
+        details: str = error.details() or ""
+        address = self.settings.address
+        relay_error = self.relay.last_error if self.relay else None
+        never_connected = self.relay is not None and self.relay.handshakes == 0
+        if relay_error is not None and never_connected and code in (
+                grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            # grpcio only saw a closed stream; the relay knows what really went wrong.
+            return ConnectError(f"cannot connect to {address}: {relay_error}")
+        if code == grpc.StatusCode.UNAVAILABLE:
+            # grpcio's wording; what follows "last error:" is the useful part.
+            details = details.removeprefix("failed to connect to all addresses; last error: ")
+            return ConnectError(f"cannot connect to {address}: {details}")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED and never_connected:
+            return ConnectError(f"cannot connect to {address}: no answer within "
+                                f"{self.settings.timeout:g}s")
+        return OnectlError(f"{address}: {code.name}: {details}", Exit.SERVER_ERROR)
+
+    def close(self) -> None:
+        self.channel.close()
+        if self.relay is not None:
+            self.relay.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

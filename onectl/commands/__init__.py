@@ -1,0 +1,12 @@
+"""onectl's subcommands, one small module each.
+
+Each module has `register(subparsers, common)`: it adds its parser (with `common` as a parent, for
+the options every data-printing command shares) and sets `handler` to a function
+`(args) -> int` returning the exit code. Later issues add pods, logs, exec, pull, images here.
+"""
+
+from __future__ import annotations
+
+from onectl.commands import health, netinfo, run, shutdown
+
+MODULES = (health, netinfo, shutdown, run)
