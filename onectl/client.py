@@ -49,15 +49,24 @@ class Client:
         else:
             host = f"[{address.host}]" if ":" in address.host else address.host
             target = f"{host}:{address.port}"
-        self.channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        options = list(_CHANNEL_OPTIONS)
+        if self.relay is not None:
+            # grpcio gives a connection attempt max(20 s, this) to deliver the server's SETTINGS;
+            # through the relay that includes waiting for a booting guest to listen.
+            options.append(("grpc.min_reconnect_backoff_ms",
+                            int((settings.connect_timeout + 5) * 1000)))
+        self.channel = grpc.insecure_channel(target, options=options)
         # The generated grpcio stub is untyped; its methods are typed by the .pyi of one_pb2.
         self.stub = one_pb2_grpc.OneServiceStub(self.channel)  # type: ignore[no-untyped-call]
 
     def call(self, method: Callable[..., T], request: object, *,
              timeout: float | None = None) -> T:
         """Call a unary RPC; gRPC errors become OnectlError with the documented exit code."""
+        deadline = timeout or self.settings.timeout
+        if self.relay is not None and self.relay.handshakes == 0:
+            deadline += self.settings.connect_timeout  # the wait for the guest comes first
         try:
-            return method(request, timeout=timeout or self.settings.timeout)
+            return method(request, timeout=deadline)
         except grpc.RpcError as e:
             raise self.translate(e) from None
 

@@ -92,11 +92,22 @@ def _assert_clean_power_off(machine: Machine) -> None:
 
 def test_onectl_and_grpcio_over_hybrid_vsock_then_shutdown(
         artifacts: Artifacts, tmp_path: Path, machines: list[Machine]) -> None:
-    machine = _boot(_config(artifacts), tmp_path)
+    machine = Machine(_config(artifacts), tmp_path / "run").start()
     machines.append(machine)
-    assert machine.ready is not None and machine.ready.lines == [b"READY\n"]
     address = str(machine.address)
     assert address == f"vsock-uds:{machine.run_dir}/vm.vsock:1024"
+    # Asked while the guest still boots: onectl retries the handshake until the API listens.
+    early = subprocess.Popen(
+        [sys.executable, "-m", "onectl", "--connect-timeout", str(BOOT_TIMEOUT), "-a", address,
+         "health"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        machine.wait_ready(BOOT_TIMEOUT)
+        out, err = early.communicate(timeout=60)
+    finally:
+        early.kill()
+    assert early.returncode == 0, err
+    assert "yes" in out
+    assert machine.ready is not None and machine.ready.lines == [b"READY\n"]
 
     r = _onectl("-a", address, "-o", "json", "health")
     assert r.returncode == 0, r.stderr
@@ -128,6 +139,12 @@ def test_onectl_and_grpcio_over_hybrid_vsock_then_shutdown(
     assert "lo" in names and "eth0" in names, names
     r = _onectl("-a", address, "netinfo")
     assert r.returncode == 0 and r.stdout.splitlines()[0].startswith("NAME"), r.stderr
+
+    # A port nobody listens on: the daemon resets each CONNECT; onectl gives up with code 3.
+    r = _onectl("--connect-timeout", "2", "-a", f"vsock-uds:{machine.vsock_socket}:2000",
+                "health")
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "nothing listens on vsock port 2000" in r.stderr
 
     r = _onectl("-a", address, "shutdown", "--timeout", "5")
     assert r.returncode == 0, r.stderr
