@@ -1,0 +1,23 @@
+"""The image service: pulls OCI images from registries and unpacks a rootfs per image.
+
+- `reference`: parsing and normalising `[registry/]repository[:tag][@digest]`
+- `registry`: the distribution API v2 client (auth, redirects, retries, resumable blobs)
+- `auth`: the credentials file and WWW-Authenticate challenges
+- `manifest`: manifests, indexes, platform choice; `imageconfig`: the image config
+- `store`: content-addressed blobs, metadata and rootfs directories, atomic and locked
+- `unpack`: applying layers safely; `puller`: one pull end to end
+- `service`: `ImageService`, the object the API and the pod service use
+
+Heavy modules (http.client, ssl, tarfile, gzip, zstandard) load on the first pull, not at boot.
+"""
+
+from init.services.image.errors import (
+    ImageError,
+    ImageInUse,
+    ImageNotFound,
+    InvalidReference,
+)
+from init.services.image.service import Image, ImageService
+
+__all__ = ["Image", "ImageError", "ImageInUse", "ImageNotFound", "ImageService",
+           "InvalidReference"]

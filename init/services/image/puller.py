@@ -1,0 +1,178 @@
+"""One pull, start to end, in the calling (worker) thread: resolve, fetch, verify, unpack, record.
+
+Order matters for the guarantees: every document and blob is verified and stored before it is
+parsed or unpacked; the rootfs is built in tmp/ and renamed into place; the metadata is written
+after the rootfs (it is what makes the image "complete"); references are recorded last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from init.services.image import imageconfig
+from init.services.image import manifest as mf
+from init.services.image.auth import Credential
+from init.services.image.errors import DigestMismatch, UnsupportedImage
+from init.services.image.reference import Reference
+from init.services.image.registry import RegistryClient
+from init.services.image.store import Store
+from init.services.image.unpack import LayerApplier
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a pull, for a progress bar. `layer` is a layer digest for per-layer steps."""
+
+    status: str  # resolving, downloading, exists, downloaded, extracting, extracted, done
+    layer: str = ""
+    done: int = 0  # bytes
+    total: int = 0
+    image: str = ""  # the image digest, once known
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def find_image(store: Store, digest: str) -> str | None:
+    """The complete local image whose manifest, or whose index, has this digest."""
+    if store.is_complete(digest):
+        return digest
+    for meta in store.metas():
+        if digest in meta.get("index_digests", ()) and store.is_complete(meta["digest"]):
+            return str(meta["digest"])
+    return None
+
+
+def record_ref(store: Store, ref: Reference, image: str, index_digest: str | None = None) -> None:
+    if index_digest:
+        with store.lock(f"rootfs-{image.partition(':')[2]}"):
+            meta = store.read_meta(image)
+            if meta is not None and index_digest not in meta["index_digests"]:
+                meta["index_digests"].append(index_digest)
+                store.write_meta(image, meta)
+    store.update_refs(lambda refs: refs.__setitem__(str(ref), image))
+
+
+class Puller:
+    def __init__(self, store: Store, ref: Reference, *, insecure: Collection[str],
+                 credential: Credential | None, progress: ProgressFn) -> None:
+        self.store = store
+        self.ref = ref
+        self.progress = progress
+        self.client = RegistryClient(ref, insecure=insecure, credential=credential)
+
+    def run(self) -> str:
+        """Pull the image; returns its digest (of the platform manifest)."""
+        ref = self.ref
+        self.progress(Progress("resolving"))
+        if ref.digest and (image := find_image(self.store, ref.digest)):
+            record_ref(self.store, ref, image)
+            return self._done(image)
+        try:
+            top = ref.digest or self.client.resolve(ref.manifest_ref)
+            if top and (image := find_image(self.store, top)):
+                record_ref(self.store, ref, image)
+                return self._done(image)
+            body, media_type, digest = self._manifest(top or ref.manifest_ref, top)
+            index_digest = None
+            if media_type in mf.INDEX_TYPES:
+                index_digest = digest
+                entry = mf.choose_platform(body, f"{ref} index")
+                body, media_type, digest = self._manifest(entry.digest, entry.digest)
+                if media_type not in mf.MANIFEST_TYPES:
+                    raise UnsupportedImage(f"{ref}: index entry {digest} is not a manifest")
+            manifest = mf.parse_manifest(body, media_type, str(ref))
+            if not self.store.is_complete(digest):
+                config = self._config(manifest)
+                for layer in manifest.layers:
+                    self._layer(layer, digest)
+                self._unpack(digest, manifest, config)
+        finally:
+            self.client.close()
+        record_ref(self.store, ref, digest, index_digest)
+        return self._done(digest)
+
+    def _done(self, image: str) -> str:
+        self.progress(Progress("done", image=image))
+        return image
+
+    def _manifest(self, reference: str, digest: str | None) -> tuple[bytes, str, str]:
+        """(body, media type, digest) of a manifest or index: from the store if we have it,
+        else from the registry, verified against `digest` (or the registry's header) first."""
+        if digest and self.store.has_blob(digest):
+            body = self.store.read_blob(digest, mf.MAX_MANIFEST)
+            return body, mf.media_type_of(body, "", f"{self.ref} manifest"), digest
+        body, content_type = self.client.manifest(reference)
+        algorithm = (digest or "sha256:").partition(":")[0]
+        actual = f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
+        if digest and actual != digest:
+            raise DigestMismatch(f"{self.ref}: manifest {reference} does not match its digest "
+                                 f"{digest} (got {actual})")
+        media_type = mf.media_type_of(body, content_type, f"{self.ref} manifest")
+        self.store.put_bytes(actual, body)
+        return body, media_type, actual
+
+    def _config(self, manifest: mf.Manifest) -> imageconfig.ImageConfig:
+        desc = manifest.config
+        if desc.size > mf.MAX_CONFIG:
+            raise UnsupportedImage(f"{self.ref}: image config of {desc.size} bytes is too large")
+        self.store.ingest(desc.digest, desc.size,
+                          lambda f: self.client.fetch_blob(desc.digest, desc.size, f))
+        config = imageconfig.parse(self.store.read_blob(desc.digest, mf.MAX_CONFIG), str(self.ref))
+        if len(config.diff_ids) != len(manifest.layers):
+            raise UnsupportedImage(f"{self.ref}: {len(manifest.layers)} layers but "
+                                   f"{len(config.diff_ids)} diff_ids in the config")
+        return config
+
+    def _layer(self, desc: mf.Descriptor, image: str) -> None:
+        last = [0]
+        step = max(desc.size // 100, 256 << 10)
+
+        def on_bytes(done: int) -> None:
+            # About a hundred updates per layer at most: the API streams each one.
+            if done - last[0] >= step or done == desc.size:
+                last[0] = done
+                self.progress(Progress("downloading", desc.digest, done, desc.size, image))
+
+        self.progress(Progress("downloading", desc.digest, 0, desc.size, image))
+        fetched = self.store.ingest(
+            desc.digest, desc.size,
+            lambda f: self.client.fetch_blob(desc.digest, desc.size, f, on_bytes))
+        self.progress(Progress("downloaded" if fetched else "exists", desc.digest, desc.size,
+                               desc.size, image))
+
+    def _unpack(self, digest: str, manifest: mf.Manifest,
+                config: imageconfig.ImageConfig) -> None:
+        store = self.store
+        with store.lock(f"rootfs-{digest.partition(':')[2]}"):
+            if store.is_complete(digest):
+                return  # a concurrent pull of the same image finished it meanwhile
+            tmp = store.new_tmp_dir("rootfs-")
+            try:
+                os.chmod(tmp, 0o755)
+                with LayerApplier(tmp) as applier:
+                    for layer, diff_id in zip(manifest.layers, config.diff_ids, strict=True):
+                        self.progress(Progress("extracting", layer.digest, 0, layer.size, digest))
+                        with open(store.blob_path(layer.digest), "rb") as f:
+                            applier.apply(f, diff_id)
+                        self.progress(Progress("extracted", layer.digest, layer.size, layer.size,
+                                               digest))
+                store.discard(store.rootfs(digest))  # a leftover without metadata
+                os.replace(tmp, store.rootfs(digest))
+            except BaseException:
+                store.discard(tmp)
+                raise
+            store.write_meta(digest, {
+                "digest": digest,
+                "media_type": manifest.media_type,
+                "repository": self.ref.name,
+                "index_digests": [],
+                "config_digest": manifest.config.digest,
+                "layers": [{"digest": la.digest, "size": la.size, "media_type": la.media_type}
+                           for la in manifest.layers],
+                "size": sum(la.size for la in manifest.layers),
+                "config": config.to_json(),
+            })

@@ -1,0 +1,348 @@
+"""A client for the OCI distribution API v2: manifests and blobs, auth, redirects, retries.
+
+Blocking `http.client` run in a worker thread per pull, not asyncio streams: the stdlib client
+already does HTTP/1.1 framing (chunked, keep-alive, HEAD), TLS is `ssl` on a socket, and a pull is
+sequential work whose other half (hashing, decompressing, writing files, tar) blocks anyway and so
+belongs in a thread too. One thread per pull keeps the event loop (the API) responsive and memory
+constant: bodies are read in fixed chunks straight into files.
+
+HTTPS by default; plain HTTP only for loopback registries (as Docker does) and those configured
+insecure. No proxy variables are consulted: the init talks to the registry it was told about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+from typing import BinaryIO
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from init.services.image import manifest as mf
+from init.services.image.auth import Challenge, Credential, parse_challenges
+from init.services.image.errors import (
+    AuthenticationError,
+    DigestMismatch,
+    NotInRegistry,
+    RegistryError,
+    UnsupportedImage,
+)
+from init.services.image.reference import Reference
+
+LOG = logging.getLogger("mvirt-one")
+
+USER_AGENT = "mvirt-one-init"
+CHUNK = 256 << 10  # read size: large enough for few syscalls, small enough to be constant memory
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+MAX_RETRY_AFTER = 30.0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def use_plain_http(ref: Reference, insecure: Collection[str]) -> bool:
+    """Plain HTTP for loopback and for registries named insecure (by host:port or by host)."""
+    return is_loopback(ref.host) or ref.api_host in insecure or ref.registry in insecure \
+        or ref.host in insecure
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower()
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+
+
+def _error_text(resp: http.client.HTTPResponse) -> str:
+    """A registry's error body ({"errors": [{code, message}]}) made readable; never large."""
+    body = resp.read(64 << 10)
+    _drain(resp)
+    try:
+        errors = json.loads(body).get("errors") or []
+        text = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
+                         for e in errors if isinstance(e, dict))
+    except (ValueError, AttributeError):
+        text = body[:200].decode("utf-8", "replace").strip()
+    return f"HTTP {resp.status}" + (f" ({text})" if text else "")
+
+
+def _drain(resp: http.client.HTTPResponse) -> None:
+    """Read what is left (bounded) so the connection can be reused; otherwise drop it."""
+    try:
+        for _ in range(64):
+            if not resp.read(CHUNK):
+                return
+    except (OSError, http.client.HTTPException):
+        pass
+    resp.close()
+
+
+class RegistryClient:
+    """One repository on one registry, used by one thread. Call `close` when done."""
+
+    def __init__(self, ref: Reference, *, insecure: Collection[str] = (),
+                 credential: Credential | None = None, timeout: float = 30.0, attempts: int = 4,
+                 backoff: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.ref = ref
+        self.scheme = "http" if use_plain_http(ref, insecure) else "https"
+        self.base = f"{self.scheme}://{ref.api_host}/v2/{ref.repository}"
+        self._credential = credential
+        self._timeout = timeout
+        self._attempts = attempts
+        self._backoff = backoff
+        self._sleep = sleep
+        self._auth: str | None = None  # the Authorization header value once we have one
+        self._conns: dict[tuple[str, str], http.client.HTTPConnection] = {}
+
+    # --- connections and the request loop ----------------------------------------------------
+
+    def _conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        conn = self._conns.get((scheme, netloc))
+        if conn is None:
+            if scheme == "https":
+                import ssl  # lazily: 1.8 MB of libraries the boot does not need
+
+                conn = http.client.HTTPSConnection(netloc, timeout=self._timeout,
+                                                   context=ssl.create_default_context())
+            elif scheme == "http":
+                conn = http.client.HTTPConnection(netloc, timeout=self._timeout)
+            else:
+                raise RegistryError(f"{self.ref.registry}: unsupported URL scheme {scheme!r}")
+            self._conns[(scheme, netloc)] = conn
+        return conn
+
+    def _drop(self, scheme: str, netloc: str) -> None:
+        conn = self._conns.pop((scheme, netloc), None)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+    def _wait(self, attempt: int, retry_after: str | None = None) -> None:
+        delay = self._backoff * 2 ** (attempt - 1)
+        if retry_after and retry_after.isdigit():
+            delay = max(delay, float(retry_after))
+        self._sleep(min(delay, MAX_RETRY_AFTER))
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None = None, *,
+                authenticate: bool = True) -> http.client.HTTPResponse:
+        """Send with retries (connection errors, 429, 5xx), auth challenges and redirects.
+        Returns the final response, whatever its status; the caller reads or drains it."""
+        attempt = 0
+        redirects = 0
+        challenged = False
+        our_host = urlsplit(self.base).netloc
+        while True:
+            parts = urlsplit(url)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+            sent = {"User-Agent": USER_AGENT, **(headers or {})}
+            # Credentials and tokens go to the registry only, never to a redirect target.
+            if authenticate and parts.netloc == our_host and self._auth:
+                sent["Authorization"] = self._auth
+            try:
+                conn = self._conn(parts.scheme, parts.netloc)
+                conn.request(method, path, headers=sent)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                self._drop(parts.scheme, parts.netloc)
+                # A kept-alive connection the server closed fails once: not worth a back-off.
+                if isinstance(e, http.client.RemoteDisconnected) and attempt == 0:
+                    attempt = 1
+                    continue
+                attempt += 1
+                if attempt >= self._attempts:
+                    raise RegistryError(f"{parts.netloc}: {_describe(e)} (after {attempt} "
+                                        "attempts)") from e
+                LOG.warning("registry %s: %s; retrying", parts.netloc, _describe(e))
+                self._wait(attempt)
+                continue
+            if resp.status == 401 and authenticate and parts.netloc == our_host:
+                challenges = parse_challenges(resp.headers.get_all("WWW-Authenticate") or [])
+                _drain(resp)
+                if challenged:
+                    raise AuthenticationError(
+                        f"{self.ref.registry}: access to {self.ref.repository} denied with the "
+                        "credentials given" if self._credential else
+                        f"{self.ref.registry}: access to {self.ref.repository} denied "
+                        "(credentials needed: add them to the registry credentials file)")
+                self._authenticate(challenges)
+                challenged = True
+                continue
+            if resp.status in RETRY_STATUSES:
+                retry_after = resp.headers.get("Retry-After")
+                text = _error_text(resp)
+                attempt += 1
+                if attempt >= self._attempts:
+                    raise RegistryError(f"{parts.netloc}: {text} (after {attempt} attempts)")
+                LOG.warning("registry %s: %s; retrying", parts.netloc, text)
+                self._wait(attempt, retry_after)
+                continue
+            if resp.status in REDIRECTS:
+                location = resp.headers.get("Location")
+                _drain(resp)
+                redirects += 1
+                if not location or redirects > MAX_REDIRECTS:
+                    raise RegistryError(f"{parts.netloc}: bad or endless redirect for {path}")
+                url = urljoin(url, location)
+                continue
+            return resp
+
+    # --- authentication ----------------------------------------------------------------------
+
+    def _authenticate(self, challenges: list[Challenge]) -> None:
+        for ch in challenges:
+            if ch.scheme == "bearer" and "realm" in ch.params:
+                self._auth = f"Bearer {self._token(ch)}"
+                return
+        for ch in challenges:
+            if ch.scheme == "basic":
+                if self._credential is None:
+                    raise AuthenticationError(
+                        f"{self.ref.registry} requires a user name and password: add them to "
+                        "the registry credentials file")
+                self._auth = self._credential.basic()
+                return
+        raise AuthenticationError(f"{self.ref.registry}: unsupported authentication challenge "
+                                  f"{[c.scheme for c in challenges]}")
+
+    def _token(self, ch: Challenge) -> str:
+        """Anonymous (or, with credentials, basic-authenticated) token for pull access."""
+        query = {"scope": ch.params.get("scope") or f"repository:{self.ref.repository}:pull"}
+        if "service" in ch.params:
+            query["service"] = ch.params["service"]
+        realm = ch.params["realm"]
+        if urlsplit(realm).scheme not in ("http", "https"):
+            raise AuthenticationError(f"{self.ref.registry}: token realm {realm!r} is not a URL")
+        url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+        headers = {"Authorization": self._credential.basic()} if self._credential else {}
+        resp = self.request("GET", url, headers, authenticate=False)
+        if resp.status != 200:
+            text = _error_text(resp)
+            raise AuthenticationError(f"{self.ref.registry}: token service {realm} refused "
+                                      f"{'the credentials' if self._credential else 'access'}: "
+                                      f"{text}")
+        try:
+            doc = json.loads(resp.read(1 << 20))
+            token = doc.get("token") or doc.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        _drain(resp)
+        if not isinstance(token, str) or not token:
+            raise AuthenticationError(f"{self.ref.registry}: token service {realm} gave no token")
+        return token
+
+    # --- the API ------------------------------------------------------------------------------
+
+    def resolve(self, reference: str) -> str | None:
+        """HEAD a manifest: its digest (Docker-Content-Digest), or None when the registry does
+        not say. Costs no body: this is how a second pull of a tag transfers nothing."""
+        resp = self.request("HEAD", f"{self.base}/manifests/{reference}", {"Accept": mf.ACCEPT})
+        _drain(resp)
+        if resp.status == 404:
+            raise NotInRegistry(f"{self.ref}: not found in {self.ref.registry}")
+        if resp.status != 200:
+            raise RegistryError(f"{self.ref.registry}: HEAD manifest {reference}: "
+                                f"HTTP {resp.status}")
+        return resp.headers.get("Docker-Content-Digest")
+
+    def manifest(self, reference: str) -> tuple[bytes, str]:
+        """(body, Content-Type) of a manifest or index; the caller verifies its digest."""
+        resp = self.request("GET", f"{self.base}/manifests/{reference}", {"Accept": mf.ACCEPT})
+        if resp.status == 404:
+            raise NotInRegistry(f"{self.ref.name}:{reference}: not found in "
+                                f"{self.ref.registry} ({_error_text(resp)})")
+        if resp.status != 200:
+            raise RegistryError(f"{self.ref.registry}: manifest {reference}: {_error_text(resp)}")
+        length = resp.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > mf.MAX_MANIFEST:
+            _drain(resp)
+            raise UnsupportedImage(f"{self.ref}: manifest of {length} bytes is too large")
+        try:
+            body = resp.read(mf.MAX_MANIFEST + 1)
+            _drain(resp)
+        except (OSError, http.client.HTTPException) as e:
+            self._drop(*urlsplit(self.base)[:2])
+            raise RegistryError(f"{self.ref.registry}: reading manifest {reference}: "
+                                f"{_describe(e)}") from e
+        if len(body) > mf.MAX_MANIFEST:
+            raise UnsupportedImage(f"{self.ref}: manifest larger than {mf.MAX_MANIFEST} bytes")
+        return body, resp.headers.get("Content-Type", "")
+
+    def fetch_blob(self, digest: str, size: int, out: BinaryIO,
+                   on_bytes: Callable[[int], None] = lambda done: None) -> None:
+        """Stream a blob into `out` (empty, seekable), verifying size and digest on the way.
+        An interrupted transfer resumes with a Range request (or restarts if the server will
+        not); the digest is checked over every byte written."""
+        algorithm, _, expected = digest.partition(":")
+        url = f"{self.base}/blobs/{digest}"
+        hasher = hashlib.new(algorithm)
+        done = 0
+        failures = 0
+        while True:
+            resp = self.request("GET", url, {"Range": f"bytes={done}-"} if done else {})
+            if resp.status == 404:
+                raise NotInRegistry(f"{self.ref.name}: blob {digest} not found in "
+                                    f"{self.ref.registry} ({_error_text(resp)})")
+            if resp.status not in (200, 206):
+                raise RegistryError(f"{self.ref.registry}: blob {digest}: {_error_text(resp)}")
+            start = 0
+            if resp.status == 206:
+                content_range = resp.headers.get("Content-Range", "")
+                start = int(content_range.split()[-1].split("-")[0]) \
+                    if content_range.startswith("bytes ") else -1
+            if start != done:
+                # The server ignored our Range (200) or answered another one: start over.
+                out.seek(0)
+                out.truncate()
+                hasher = hashlib.new(algorithm)
+                done = 0
+                if start != 0:
+                    _drain(resp)
+                    continue
+            error: BaseException | None = None
+            while True:
+                try:
+                    chunk = resp.read(CHUNK)
+                except (OSError, http.client.HTTPException) as e:
+                    error = e
+                    break
+                if not chunk:
+                    break
+                if done + len(chunk) > size:
+                    resp.close()
+                    raise DigestMismatch(f"blob {digest}: registry sent more than the {size} "
+                                         "bytes its descriptor says")
+                out.write(chunk)
+                hasher.update(chunk)
+                done += len(chunk)
+                on_bytes(done)
+            if done == size:
+                break
+            # The connection broke (or closed early): resume where we are, on fresh connections
+            # (after a redirect the broken one may be another host's).
+            self.close()
+            failures += 1
+            why = _describe(error) if error else "connection closed early"
+            if failures >= self._attempts:
+                raise RegistryError(f"{self.ref.registry}: download of blob {digest} failed at "
+                                    f"{done} of {size} bytes ({why}) after {failures} attempts")
+            LOG.warning("registry %s: blob %s interrupted at %d/%d bytes (%s); resuming",
+                        self.ref.registry, digest[:19], done, size, why)
+            self._wait(failures)
+        if hasher.hexdigest() != expected:
+            raise DigestMismatch(f"blob {digest}: content does not match its digest (got "
+                                 f"{algorithm}:{hasher.hexdigest()})")

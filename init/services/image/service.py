@@ -1,0 +1,221 @@
+"""ImageService: what the API and the pod service call.
+
+`pull` is a coroutine: the work runs in a worker thread (see registry.py for why), progress comes
+back to the event loop. Concurrent pulls of one reference share one worker; pulls of different
+references to the same image meet at the store's locks, so the work is still done once.
+`list` and `get` read only local metadata (small JSON files) and never touch the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import threading
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from init.services.image import reference
+from init.services.image.auth import Credential
+from init.services.image.errors import ImageInUse, ImageNotFound, InvalidReference
+from init.services.image.imageconfig import ImageConfig
+from init.services.image.store import Store
+
+ProgressCallback = Callable[[Any], None]  # receives puller.Progress, on the event loop
+
+
+@dataclass(frozen=True)
+class Image:
+    digest: str  # of the platform manifest: the image's identity in the store
+    references: tuple[str, ...]  # normalised, e.g. "docker.io/library/alpine:latest"
+    repository: str
+    config: ImageConfig  # Entrypoint, Cmd, Env, WorkingDir, User, ExposedPorts, Labels...
+    rootfs: Path  # the unpacked layers; read-only by convention (containers get an overlay)
+    size: int  # bytes of the (compressed) layers
+    layers: tuple[str, ...]
+
+
+def _is_digest(text: str) -> bool:
+    try:
+        reference.check_digest(text)
+    except InvalidReference:
+        return False
+    return True
+
+
+class ImageService:
+    def __init__(self, data_dir: Path, insecure_registries: Collection[str] = (),
+                 credentials: Mapping[str, Credential] | None = None) -> None:
+        self.store = Store(Path(data_dir) / "images")
+        self.insecure_registries = frozenset(insecure_registries)
+        self.credentials = dict(credentials or {})
+        self._opened = False
+        self._open_lock = threading.Lock()
+        self._inflight: dict[str, asyncio.Future[str]] = {}
+        self._listeners: dict[str, list[ProgressCallback]] = {}
+
+    def _ready(self) -> Store:
+        # Opened on first use, not at boot: the data directory may not exist before then.
+        with self._open_lock:
+            if not self._opened:
+                self.store.open()
+                self._opened = True
+        return self.store
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- pull --------------------------------------------------------------------------------
+
+    async def pull(self, ref: str, progress_cb: ProgressCallback | None = None, *,
+                   credential: Credential | None = None) -> Image:
+        """Pull `ref` (if not already there) and return the image. Raises InvalidReference
+        (a ValueError) for a bad reference, other ImageError subclasses for the rest."""
+        parsed = reference.parse(ref)
+        key = str(parsed)
+        loop = asyncio.get_running_loop()
+        listeners = self._listeners.setdefault(key, [])
+        if progress_cb is not None:
+            listeners.append(progress_cb)
+        try:
+            future = self._inflight.get(key)
+            if future is None:
+                def emit(p: Any) -> None:
+                    loop.call_soon_threadsafe(self._emit, key, p)
+
+                future = asyncio.ensure_future(
+                    asyncio.to_thread(self._pull_sync, parsed, emit, credential))
+                self._inflight[key] = future
+                future.add_done_callback(lambda _: self._finished(key))
+            # Shielded: one caller going away (a cancelled RPC) must not fail the others.
+            digest = await asyncio.shield(future)
+        finally:
+            if progress_cb is not None and progress_cb in listeners:
+                listeners.remove(progress_cb)
+        return self._image(digest)
+
+    def _finished(self, key: str) -> None:
+        self._inflight.pop(key, None)
+        if not self._listeners.get(key):
+            self._listeners.pop(key, None)
+
+    def _emit(self, key: str, progress: Any) -> None:
+        for cb in list(self._listeners.get(key, ())):
+            cb(progress)
+
+    def _pull_sync(self, ref: reference.Reference, emit: ProgressCallback,
+                   credential: Credential | None) -> str:
+        from init.services.image.puller import Puller  # http.client, tarfile: on first pull
+
+        store = self._ready()
+        # Shared: removals wait for running pulls before deleting blobs.
+        with store.lock("gc", shared=True):
+            puller = Puller(store, ref, insecure=self.insecure_registries,
+                            credential=credential or self.credentials.get(ref.registry),
+                            progress=emit)
+            return puller.run()
+
+    # --- local queries -----------------------------------------------------------------------
+
+    def _image(self, digest: str, refs: Mapping[str, str] | None = None) -> Image:
+        store = self._ready()
+        meta = store.read_meta(digest)
+        if meta is None or not store.rootfs(digest).is_dir():
+            raise ImageNotFound(f"image {digest} is not in the store")
+        if refs is None:
+            refs = store.read_refs()
+        return Image(
+            digest=digest,
+            references=tuple(sorted(r for r, d in refs.items() if d == digest)),
+            repository=meta.get("repository", ""),
+            config=ImageConfig.from_json(meta.get("config", {})),
+            rootfs=store.rootfs(digest),
+            size=int(meta.get("size", 0)),
+            layers=tuple(la["digest"] for la in meta.get("layers", ())),
+        )
+
+    def list(self) -> list[Image]:
+        store = self._ready()
+        refs = store.read_refs()
+        images = []
+        for meta in store.metas():
+            try:
+                images.append(self._image(meta["digest"], refs))
+            except (ImageNotFound, KeyError):
+                continue  # being removed
+        return images
+
+    def _lookup(self, ref_or_digest: str) -> tuple[str, str | None]:
+        """(image digest, the normalised reference or None if a digest was given)."""
+        store = self._ready()
+        if _is_digest(ref_or_digest):
+            from init.services.image.puller import find_image
+
+            image = find_image(store, ref_or_digest)
+            if image is None:
+                raise ImageNotFound(f"no image with digest {ref_or_digest}")
+            return image, None
+        parsed = reference.parse(ref_or_digest)
+        image = store.read_refs().get(str(parsed))
+        if image is None and parsed.digest:
+            from init.services.image.puller import find_image
+
+            image = find_image(store, parsed.digest)
+        if image is None or not store.is_complete(image):
+            raise ImageNotFound(f"image {parsed} is not present (pull it first)")
+        return image, str(parsed)
+
+    def get(self, ref_or_digest: str) -> Image:
+        """The local image for a reference or digest; ImageNotFound if it was never pulled."""
+        image, _ = self._lookup(ref_or_digest)
+        return self._image(image)
+
+    # --- remove ------------------------------------------------------------------------------
+
+    async def remove(self, ref_or_digest: str,
+                     in_use: Callable[[str], bool] = lambda digest: False) -> builtins.list[str]:
+        """Remove a reference; the image goes with its last reference, or at once when named by
+        digest. Refused with ImageInUse while `in_use(image digest)` says a container uses it.
+        Returns what was removed (references and, if deleted, the image digest)."""
+        image, ref = self._lookup(ref_or_digest)
+        store = self.store
+        refs = store.read_refs()
+        remaining = [r for r, d in refs.items() if d == image and r != ref]
+        delete_image = ref is None or not remaining
+        if delete_image and in_use(image):
+            raise ImageInUse(f"image {ref or image} is used by a container: remove the pod first")
+        removed = [ref] if ref else sorted(r for r, d in refs.items() if d == image)
+
+        def drop_refs(current: dict[str, str]) -> None:
+            for r in removed:
+                current.pop(r, None)
+
+        store.update_refs(drop_refs)
+        if delete_image:
+            await asyncio.to_thread(self._delete_image, image)
+            removed.append(image)
+        return removed
+
+    def _delete_image(self, image: str) -> None:
+        store = self.store
+        with store.lock("gc"):  # no pull is running while blobs go
+            meta = store.read_meta(image) or {}
+            with store.lock(f"rootfs-{image.partition(':')[2]}"):
+                store.meta_path(image).unlink(missing_ok=True)
+                store.discard(store.rootfs(image))
+            # Blobs no remaining image refers to (layers are shared between images).
+            keep: set[str] = set()
+            for other in store.metas():
+                keep.update(_blobs_of(other))
+            for digest in _blobs_of(meta) | set(store.blob_digests()):
+                if digest not in keep:
+                    store.remove_blob(digest)
+
+
+def _blobs_of(meta: Mapping[str, Any]) -> set[str]:
+    blobs = {meta.get("digest", ""), meta.get("config_digest", "")}
+    blobs.update(meta.get("index_digests", ()))
+    blobs.update(la["digest"] for la in meta.get("layers", ()))
+    blobs.discard("")
+    return blobs

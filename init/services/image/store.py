@@ -1,0 +1,213 @@
+"""The on-disk image store: content-addressed blobs, per-image metadata, a rootfs per image.
+
+    DATA_DIR/images/
+      blobs/sha256/HEX        manifests, indexes, configs, layers; shared by every image
+      images/HEX.json         one image (HEX = its manifest digest): layers, config, references
+      rootfs/HEX/             the unpacked layers
+      refs.json               reference → image digest
+      tmp/                    work in progress, renamed into place when complete
+      locks/                  flock(2) files: one per blob, rootfs, and for refs.json; "gc" is
+                              held shared by every pull and exclusively while blobs are deleted
+
+Everything becomes visible by rename(2), so a reader never sees a half-written blob, rootfs or
+metadata file, and a crash leaves only tmp/ to clean. Blobs are renamed in only after their
+digest was verified. Locks are flock(2) on files: they order threads (each takes its own open file
+description) and processes alike, so two pulls of one image do the work once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from init.services.image.errors import DigestMismatch
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.images = root / "images"
+        self.rootfs_dir = root / "rootfs"
+        self.tmp = root / "tmp"
+        self.locks = root / "locks"
+        self.refs_file = root / "refs.json"
+        self._session: int | None = None
+
+    def open(self) -> None:
+        """Create the layout; clean tmp/ when no other process uses this store."""
+        for d in (self.blobs, self.images, self.rootfs_dir, self.tmp, self.locks):
+            d.mkdir(parents=True, exist_ok=True)
+        # Every user holds a shared lock for its life; whoever gets it exclusively first knows
+        # tmp/ holds only leftovers of a crash.
+        self._session = os.open(self.locks / "store", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._session, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for entry in self.tmp.iterdir():
+                _remove_tree(entry)
+        except BlockingIOError:
+            pass
+        fcntl.flock(self._session, fcntl.LOCK_SH)
+
+    def close(self) -> None:
+        if self._session is not None:
+            os.close(self._session)
+            self._session = None
+
+    @contextlib.contextmanager
+    def lock(self, name: str, *, shared: bool = False) -> Iterator[None]:
+        fd = os.open(self.locks / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # --- blobs ---------------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        algorithm, _, hexpart = digest.partition(":")
+        return self.blobs / algorithm / hexpart
+
+    def has_blob(self, digest: str, size: int | None = None) -> bool:
+        try:
+            st = self.blob_path(digest).stat()
+        except FileNotFoundError:
+            return False
+        return size is None or st.st_size == size
+
+    def ingest(self, digest: str, size: int | None, fill: Callable[[BinaryIO], object]) -> bool:
+        """Make blob `digest` present: `fill` writes (and verifies) it into a temporary file,
+        which is renamed into place only if `fill` returns. False if it was already there."""
+        with self.lock(f"blob-{digest.replace(':', '-')}"):
+            if self.has_blob(digest, size):
+                return False
+            path = self.blob_path(digest)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
+            try:
+                with os.fdopen(fd, "w+b") as f:
+                    fill(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            return True
+
+    def put_bytes(self, digest: str, data: bytes) -> None:
+        """Store a small verified document (manifest, index, config) under its digest."""
+        import hashlib
+
+        algorithm, _, hexpart = digest.partition(":")
+        if hashlib.new(algorithm, data).hexdigest() != hexpart:
+            raise DigestMismatch(f"{digest}: content does not match its digest")
+        self.ingest(digest, len(data), lambda f: f.write(data))
+
+    def read_blob(self, digest: str, limit: int) -> bytes:
+        with open(self.blob_path(digest), "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise DigestMismatch(f"{digest}: larger than {limit} bytes")
+        return data
+
+    def remove_blob(self, digest: str) -> None:
+        with self.lock(f"blob-{digest.replace(':', '-')}"), \
+                contextlib.suppress(FileNotFoundError):
+            self.blob_path(digest).unlink()
+
+    def blob_digests(self) -> list[str]:
+        return [f"{algo.name}:{p.name}" for algo in self.blobs.iterdir() if algo.is_dir()
+                for p in algo.iterdir()]
+
+    # --- images and references ---------------------------------------------------------------
+
+    def _atomic_json(self, path: Path, doc: Any) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="json-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(doc, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def meta_path(self, digest: str) -> Path:
+        return self.images / f"{digest.partition(':')[2]}.json"
+
+    def rootfs(self, digest: str) -> Path:
+        return self.rootfs_dir / digest.partition(":")[2]
+
+    def read_meta(self, digest: str) -> dict[str, Any] | None:
+        try:
+            doc: dict[str, Any] = json.loads(self.meta_path(digest).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return doc
+
+    def write_meta(self, digest: str, doc: dict[str, Any]) -> None:
+        self._atomic_json(self.meta_path(digest), doc)
+
+    def metas(self) -> list[dict[str, Any]]:
+        docs = []
+        for path in sorted(self.images.glob("*.json")):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                docs.append(json.loads(path.read_text()))
+        return docs
+
+    def is_complete(self, digest: str) -> bool:
+        """The metadata is written last: with it and the rootfs there, the image is usable."""
+        return self.meta_path(digest).exists() and self.rootfs(digest).is_dir()
+
+    def read_refs(self) -> dict[str, str]:
+        try:
+            refs: dict[str, str] = json.loads(self.refs_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return refs
+
+    def update_refs(self, change: Callable[[dict[str, str]], None]) -> dict[str, str]:
+        with self.lock("refs"):
+            refs = self.read_refs()
+            change(refs)
+            self._atomic_json(self.refs_file, refs)
+            return refs
+
+    def new_tmp_dir(self, prefix: str) -> Path:
+        return Path(tempfile.mkdtemp(dir=self.tmp, prefix=prefix))
+
+    def discard(self, path: Path) -> None:
+        """Move a tree into tmp/ (instantly invisible), then delete it."""
+        if not path.exists():
+            return
+        doomed = self.new_tmp_dir("doomed-")
+        os.replace(path, doomed / "x")
+        _remove_tree(doomed)
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        # A rootfs may hold read-only directories: make them writable on the way (as a user).
+        def onerror(func: Any, p: str, exc: Any) -> None:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.dirname(p), 0o700)
+                func(p)
+
+        shutil.rmtree(path, onerror=onerror)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

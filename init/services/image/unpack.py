@@ -1,0 +1,368 @@
+"""Apply layer tars to a rootfs, safely.
+
+Nothing a layer says may create, change or remove anything outside the rootfs. Every path is
+walked component by component from a file descriptor of the rootfs (`openat` with O_NOFOLLOW):
+a symlink met on the way is resolved *inside* the rootfs, as the container itself would see it
+(an absolute target starts again at the rootfs, `..` stops at it), never by the host's kernel.
+The last component is never followed: an existing entry is replaced, not written through.
+
+Refused (UnsafeLayer, the pull fails and the half-made rootfs is discarded):
+- entry names that are absolute or contain `..`;
+- hard links whose target name is absolute or contains `..`, or is a directory;
+- symlinks whose *relative* target climbs above the rootfs from where the link is.
+Absolute symlink targets are kept as they are: they mean the container's root (`/etc/localtime
+-> /usr/share/zoneinfo/UTC`), and are never followed on the host.
+
+Layers: gzip, zstd or plain tar (told by magic bytes, as Docker does), whiteouts `.wh.NAME` and
+opaque directories `.wh..wh..opq` against the layers below, hard links, symlinks, modes,
+ownership (when root), xattrs (where the file system allows), device nodes (skipped with a log
+when mknod is not permitted). The digest of the uncompressed stream is checked against the
+config's diff_id.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, BinaryIO, cast
+
+from init.services.image.errors import DigestMismatch, UnsafeLayer
+
+LOG = logging.getLogger("mvirt-one")
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
+COPY_CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _HashingReader:
+    """Hashes what passes through: the diff_id of the uncompressed tar."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.hasher = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.hasher.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(COPY_CHUNK):
+            pass
+
+
+def decompressed(f: BinaryIO) -> BinaryIO:
+    """A reader of the uncompressed tar in `f`, whatever the compression (magic bytes)."""
+    head = f.read(4)
+    f.seek(0)
+    if head.startswith(GZIP_MAGIC):
+        import gzip
+
+        return cast(BinaryIO, gzip.GzipFile(fileobj=f, mode="rb"))
+    if head == ZSTD_MAGIC:
+        import zstandard
+
+        reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+        return reader
+    return f
+
+
+def _split(name: str, what: str) -> list[str]:
+    if name.startswith("/"):
+        raise UnsafeLayer(f"{what} {name!r}: absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeLayer(f"{what} {name!r}: '..' in path")
+    return parts
+
+
+def _symlink_escapes(parent: list[str], target: str) -> bool:
+    """True if a relative symlink target climbs above the root from the link's directory."""
+    if target.startswith("/"):
+        return False
+    depth = len(parent)
+    for part in target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
+
+
+class LayerApplier:
+    """Applies layers, bottom first, to one rootfs directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._root_fd = os.open(root, _DIR_FLAGS)
+        self.is_root = os.geteuid() == 0
+        self.skipped_devices = 0
+        self._warned: set[str] = set()
+
+    def close(self) -> None:
+        os.close(self._root_fd)
+
+    def __enter__(self) -> LayerApplier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- walking inside the rootfs -----------------------------------------------------------
+
+    def _open_dir(self, parts: list[str], *, create: bool) -> int:
+        """An fd of the directory at `parts`, resolved inside the rootfs (symlinks included).
+        Missing directories are created (0755) when `create`; otherwise FileNotFoundError."""
+        todo = list(parts)
+        stack: list[str] = []
+        fd = os.dup(self._root_fd)
+        hops = 0
+        try:
+            while todo:
+                name = todo.pop(0)
+                if name in ("", "."):
+                    continue
+                if name == "..":
+                    # Only from symlink targets (entry names with '..' are refused): stop at /.
+                    if stack:
+                        stack.pop()
+                        os.close(fd)
+                        fd = os.dup(self._root_fd)
+                        todo = stack + todo
+                        stack = []
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    hops += 1
+                    if hops > MAX_SYMLINKS:
+                        raise UnsafeLayer(f"{'/'.join(parts)}: too many levels of symlinks")
+                    target = os.readlink(name, dir_fd=fd)
+                    if target.startswith("/"):
+                        os.close(fd)
+                        fd = os.dup(self._root_fd)
+                        stack = []
+                    todo = target.split("/") + todo
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    raise UnsafeLayer(f"{'/'.join(parts)}: {'/'.join(stack + [name])} is not a "
+                                      "directory")
+                nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+                stack.append(name)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @contextmanager
+    def _dir(self, parts: list[str], *, create: bool = True) -> Iterator[int]:
+        fd = self._open_dir(parts, create=create)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _remove(name: str, dir_fd: int) -> None:
+        """Remove an entry (a whole tree if a directory), never following a symlink."""
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=dir_fd)
+        else:
+            os.unlink(name, dir_fd=dir_fd)
+
+    def _warn_once(self, key: str, msg: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            LOG.warning(msg, *args)
+
+    # --- metadata ----------------------------------------------------------------------------
+
+    def _chown(self, m: tarfile.TarInfo, fd: int | None, name: str, dir_fd: int) -> None:
+        if not self.is_root:
+            return  # local mode as a user: files are ours; the runtime maps ids if it must
+        try:
+            if fd is not None:
+                os.fchown(fd, m.uid, m.gid)
+            else:
+                os.chown(name, m.uid, m.gid, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as e:
+            self._warn_once("chown", "layer: cannot set owners (%s); keeping ours", e.strerror)
+
+    def _xattrs(self, m: tarfile.TarInfo, fd: int) -> None:
+        for key, value in m.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            attr = key[len("SCHILY.xattr."):]
+            try:
+                os.setxattr(fd, attr, value.encode("utf-8", "surrogateescape"))
+            except OSError as e:
+                # tmpfs/ramfs refuse user.*, unprivileged users trusted.*: not fatal.
+                self._warn_once(f"xattr:{attr.split('.')[0]}", "layer: xattr %s not set (%s)",
+                                attr, e.strerror)
+
+    @staticmethod
+    def _mtime_ns(m: tarfile.TarInfo) -> int:
+        return int(m.mtime * 1_000_000_000)
+
+    # --- one layer ---------------------------------------------------------------------------
+
+    def apply(self, blob: BinaryIO, diff_id: str | None = None) -> None:
+        """Apply one layer (a compressed or plain tar file); check its diff_id if given."""
+        reader = _HashingReader(decompressed(blob))
+        self._layer_paths: set[tuple[str, ...]] = set()
+        dirs: list[tuple[list[str], tarfile.TarInfo]] = []
+        # Stream mode ("r|"): one pass, constant memory, no seeking in a compressed stream.
+        with tarfile.open(fileobj=reader, mode="r|") as tf:  # type: ignore[call-overload]
+            for m in tf:
+                parts = _split(m.name, "layer entry")
+                if m.isdir():
+                    dirs.append((parts, m))
+                self._entry(tf, m, parts)
+        reader.drain()  # the tar's end padding belongs to the diff_id too
+        # Directory modes and times last: a read-only directory must still take its children,
+        # and writing children changes a directory's mtime.
+        for parts, m in reversed(dirs):
+            with suppress(FileNotFoundError, UnsafeLayer), self._dir(parts, create=False) as fd:
+                os.chmod(fd, m.mode & 0o7777)
+                os.utime(fd, ns=(self._mtime_ns(m), self._mtime_ns(m)))
+        if diff_id is not None:
+            got = "sha256:" + reader.hasher.hexdigest()
+            if got != diff_id:
+                raise DigestMismatch(f"layer content {got} does not match the config's diff_id "
+                                     f"{diff_id}")
+
+    def _entry(self, tf: tarfile.TarFile, m: tarfile.TarInfo, parts: list[str]) -> None:
+        if not parts:  # "./": the rootfs itself
+            if not m.isdir():
+                raise UnsafeLayer(f"layer entry {m.name!r}: the root is not a directory")
+            self._chown(m, self._root_fd, "", self._root_fd)
+            return
+        parent, base = parts[:-1], parts[-1]
+        if base == OPAQUE:
+            self._opaque(parent)
+            return
+        if base.startswith(WHITEOUT):
+            victim = base[len(WHITEOUT):]
+            if victim in ("", ".", ".."):
+                raise UnsafeLayer(f"layer entry {m.name!r}: bad whiteout")
+            with suppress(FileNotFoundError), self._dir(parent, create=False) as dfd:
+                self._remove(victim, dfd)
+            return
+        self._layer_paths.add(tuple(parts))
+        with self._dir(parent) as dfd:
+            try:
+                existing: os.stat_result | None = os.stat(base, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                existing = None
+            if existing is not None and not (m.isdir() and stat.S_ISDIR(existing.st_mode)):
+                self._remove(base, dfd)
+            if m.isdir():
+                if existing is None or not stat.S_ISDIR(existing.st_mode):
+                    os.mkdir(base, 0o700, dir_fd=dfd)
+                fd = os.open(base, _DIR_FLAGS, dir_fd=dfd)
+                try:
+                    self._chown(m, fd, base, dfd)
+                    self._xattrs(m, fd)
+                finally:
+                    os.close(fd)
+            elif m.isreg():
+                self._file(tf, m, base, dfd)
+            elif m.issym():
+                if _symlink_escapes(parent, m.linkname):
+                    raise UnsafeLayer(f"layer entry {m.name!r}: symlink to {m.linkname!r} "
+                                      "points outside the rootfs")
+                os.symlink(m.linkname, base, dir_fd=dfd)
+                self._chown(m, None, base, dfd)
+                os.utime(base, ns=(self._mtime_ns(m),) * 2, dir_fd=dfd, follow_symlinks=False)
+            elif m.islnk():
+                self._hardlink(m, base, dfd)
+            elif m.ischr() or m.isblk() or m.isfifo():
+                self._node(m, base, dfd)
+            else:
+                LOG.warning("layer: %s: unsupported tar entry type %r skipped", m.name, m.type)
+
+    def _file(self, tf: tarfile.TarFile, m: tarfile.TarInfo, base: str, dfd: int) -> None:
+        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dfd)
+        try:
+            src = tf.extractfile(m)
+            if src is not None:
+                while chunk := src.read(COPY_CHUNK):
+                    _write_all(fd, chunk)
+            self._chown(m, fd, base, dfd)
+            os.fchmod(fd, m.mode & 0o7777)  # after chown, which clears set-id bits
+            self._xattrs(m, fd)
+            os.utime(fd, ns=(self._mtime_ns(m),) * 2)
+        finally:
+            os.close(fd)
+
+    def _hardlink(self, m: tarfile.TarInfo, base: str, dfd: int) -> None:
+        target = _split(m.linkname, f"layer entry {m.name!r}: hard link target")
+        if not target:
+            raise UnsafeLayer(f"layer entry {m.name!r}: hard link to the root")
+        try:
+            with self._dir(target[:-1], create=False) as tfd:
+                st = os.stat(target[-1], dir_fd=tfd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    raise UnsafeLayer(f"layer entry {m.name!r}: hard link to a directory")
+                # Without AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
+                os.link(target[-1], base, src_dir_fd=tfd, dst_dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise UnsafeLayer(f"layer entry {m.name!r}: hard link target {m.linkname!r} does "
+                              "not exist in the rootfs") from None
+
+    def _node(self, m: tarfile.TarInfo, base: str, dfd: int) -> None:
+        kind = stat.S_IFIFO if m.isfifo() else stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+        try:
+            os.mknod(base, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=dfd)
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EACCES):
+                raise
+            self.skipped_devices += 1
+            LOG.info("layer: device %s skipped (%s)", m.name, e.strerror)
+            return
+        self._chown(m, None, base, dfd)
+        # By name: the node was just made by us in a directory only we write to, and opening
+        # a device or FIFO to fchmod it could block.
+        os.chmod(base, m.mode & 0o7777, dir_fd=dfd)
+        os.utime(base, ns=(self._mtime_ns(m),) * 2, dir_fd=dfd, follow_symlinks=False)
+
+    def _opaque(self, parent: list[str]) -> None:
+        """Empty a directory of what lower layers put there (this layer's entries stay)."""
+        with self._dir(parent) as dfd:
+            for name in os.listdir(dfd):
+                if tuple(parent + [name]) not in self._layer_paths:
+                    self._remove(name, dfd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
