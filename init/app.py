@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from init import config as config_mod
 from init import hooks, log
@@ -24,6 +24,9 @@ from init.config import Config
 from init.system import cgroups, console, libc, meminfo, mounts, power, power_button
 from init.system.reaper import Reaper
 from init.version import VERSION
+
+if TYPE_CHECKING:
+    from init.net.manager import NetworkManager
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -52,6 +55,7 @@ class Init:
         self.shutdown_grace = cfg.shutdown_grace
         self._background: set[asyncio.Task[Any]] = set()
         self._api: ApiServer | None = None
+        self.network: NetworkManager | None = None  # PID 1 mode only
 
     def request_shutdown(self, reason: str, grace_seconds: float | None = None) -> None:
         if not self._shutdown.is_set():
@@ -82,6 +86,10 @@ class Init:
         if self.cfg.mode == "pid1":
             with log.phase("network"):
                 await _loopback_up()
+                from init.net import boot as net_boot
+
+                self.network = await net_boot.start(self.cfg)
+            await net_boot.log_state(self.network)
             button = await power_button.PowerButton.subscribe()
             if button is not None:
                 self._start(button.watch(self.request_shutdown), "power-button")
@@ -103,7 +111,8 @@ class Init:
         try:
             self._api = await ApiServer.start(
                 self.cfg.listen, version=VERSION, pods=self.pods,
-                request_shutdown=self.request_shutdown, default_grace=self.cfg.shutdown_grace)
+                request_shutdown=self.request_shutdown, default_grace=self.cfg.shutdown_grace,
+                network=self.network.interfaces if self.network is not None else None)
         except (ListenError, ImportError) as e:
             if self.cfg.mode == "local":
                 raise ApiUnavailable(str(e)) from e
@@ -123,6 +132,11 @@ class Init:
             LOG.exception("stopping pods failed")
         if self._api is not None:
             await self._api.stop()
+        if self.network is not None:
+            try:  # RELEASE the leases; bounded, a silent server must not hold the power-off
+                await asyncio.wait_for(self.network.stop(), 5.0)
+            except Exception as e:
+                LOG.error("network stop: %r", e)
         for task in list(self._background):
             task.cancel()
         if self._background:

@@ -6,11 +6,15 @@ Secrets never come from here: /proc/cmdline is readable by every process, contai
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from init.net import static as net_static
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -19,6 +23,7 @@ Mode = Literal["pid1", "local"]
 DEFAULT_API_PORT = 1024
 DEFAULT_READY_PORT = 1025
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_NET_WAIT = 5.0
 
 
 class ConfigError(ValueError):
@@ -37,6 +42,13 @@ class Config:
     shutdown_grace: float = 10.0
     hooks_dir: Path = Path("/etc/mvirt-one/boot.d")
     unknown: tuple[str, ...] = field(default=())
+    # Network (PID 1): how long boot waits for the interfaces before going on (DHCP keeps
+    # trying), ip= / one.ip= values, and resolver settings that replace what DHCP/RAs say.
+    net_wait: float = DEFAULT_NET_WAIT
+    ip: tuple[net_static.IpParam, ...] = ()
+    dns: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+    hostname_explicit: bool = False  # one.hostname given: a DHCP host name does not replace it
 
 
 def parse_cmdline(text: str) -> dict[str, str]:
@@ -79,7 +91,48 @@ def _log_level(value: str, key: str) -> str:
     return value
 
 
-KNOWN_KEYS = ("port", "ready_port", "log", "runtime", "hostname", "grace", "data_dir")
+def _ip_values(text: str) -> list[tuple[str, str]]:
+    """Every `ip=` and `one.ip=` (key, value), plain ones first: for the same device the
+    one.ip= given later wins."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        words = text.split()
+    plain = [("ip", w[3:]) for w in words if w.startswith("ip=")]
+    ours = [("one.ip", w[7:]) for w in words if w.startswith("one.ip=")]
+    return plain + ours
+
+
+def _ip_params(text: str) -> tuple[net_static.IpParam, ...]:
+    params = []
+    for key, value in _ip_values(text):
+        try:
+            params.append(net_static.parse(value))
+        except net_static.IpParamError as e:
+            raise ConfigError(f"{key}={value!r}: {e}") from None
+    return tuple(params)
+
+
+def _addresses(value: str, key: str) -> tuple[str, ...]:
+    out = []
+    for item in filter(None, value.split(",")):
+        try:
+            out.append(str(ipaddress.ip_address(item.strip("[]"))))
+        except ValueError:
+            raise ConfigError(f"one.{key}={value!r}: {item!r} is not an IP address") from None
+    return tuple(out)
+
+
+def _domains(value: str, key: str) -> tuple[str, ...]:
+    out = tuple(filter(None, value.split(",")))
+    for domain in out:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,253}", domain):
+            raise ConfigError(f"one.{key}={value!r}: {domain!r} is not a domain name")
+    return out
+
+
+KNOWN_KEYS = ("port", "ready_port", "log", "runtime", "hostname", "grace", "data_dir",
+              "dhcp_timeout", "ip", "dns", "search")
 
 
 def from_cmdline(text: str) -> Config:
@@ -95,6 +148,11 @@ def from_cmdline(text: str) -> Config:
         hostname=p.get("hostname", "mvirt-one") or "mvirt-one",
         shutdown_grace=_grace(p.get("grace", "10"), "grace"),
         unknown=tuple(sorted(k for k in p if k not in KNOWN_KEYS)),
+        net_wait=_grace(p.get("dhcp_timeout", str(DEFAULT_NET_WAIT)), "dhcp_timeout"),
+        ip=_ip_params(text),
+        dns=_addresses(p.get("dns", ""), "dns"),
+        search=_domains(p.get("search", ""), "search"),
+        hostname_explicit=bool(p.get("hostname")),
     )
 
 

@@ -16,7 +16,7 @@ from init.api.pods import PodSupervisor
 if TYPE_CHECKING:
     from grpclib.server import Server
 
-    from init.api.service import ShutdownRequester
+    from init.api.service import NetworkReader, ShutdownRequester
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -34,16 +34,20 @@ class ApiServer:
 
     @classmethod
     async def start(cls, listen: str, *, version: str, pods: PodSupervisor,
-                    request_shutdown: ShutdownRequester, default_grace: float) -> ApiServer:
+                    request_shutdown: ShutdownRequester, default_grace: float,
+                    network: NetworkReader | None = None) -> ApiServer:
         """Bind `listen` and serve; raises listeners.ListenError if the address is unusable."""
         listener = listeners.bind(listen)
         try:
             from grpclib.server import Server
 
+            from init.api import netinfo
             from init.api.service import OneService
 
+            # The network manager's view (live netlink + lease data) in PID 1 mode; local mode
+            # has no manager and reads the live state alone.
             service = OneService(version=version, pods=pods, request_shutdown=request_shutdown,
-                                 default_grace=default_grace)
+                                 default_grace=default_grace, network=network or netinfo.read)
             server = Server([service])
             await server.start(sock=listener.sock)
         except BaseException:

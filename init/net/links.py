@@ -1,0 +1,167 @@
+"""The netlink operations the network configuration needs, on pyroute2's AsyncIPRoute.
+
+Each call opens its own short-lived rtnl socket: the operations are rare (boot, renewals), and
+interfaces configured concurrently then never share a socket's request/response stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from init.net import pyroute2_light
+
+LOG = logging.getLogger("mvirt-one")
+
+ARPHRD_ETHER = 1
+IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
+IFF_LOWER_UP = 0x10000
+IFA_F_NOPREFIXROUTE = 0x200
+FOREVER = 0xFFFFFFFF
+# Default routes of several interfaces must not replace each other (replace matches on
+# destination and metric): each gets its own metric, the first interface the lowest.
+METRIC_BASE = 1024
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    index: int
+    name: str
+    mac: str
+    kind: str | None  # IFLA_INFO_KIND: veth, bridge, ... ; None for a real NIC
+    arphrd: int
+    flags: int
+
+    @property
+    def configurable(self) -> bool:
+        """What PID 1 configures by itself: Ethernet NICs, not loopback or virtual links (the
+        veths and bridges that pods get are someone else's to configure)."""
+        return (self.arphrd == ARPHRD_ETHER and not self.flags & IFF_LOOPBACK
+                and self.kind is None)
+
+
+@asynccontextmanager
+async def rtnl() -> AsyncIterator[Any]:
+    pyroute2_light.install()
+    from pyroute2.iproute.linux import AsyncIPRoute
+
+    async with AsyncIPRoute() as ipr:
+        yield ipr
+
+
+def _link(msg: Any) -> LinkInfo:
+    return LinkInfo(int(msg["index"]), str(msg.get("IFLA_IFNAME")),
+                    str(msg.get("IFLA_ADDRESS") or ""),
+                    msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")), int(msg["ifi_type"]),
+                    int(msg["flags"]))
+
+
+async def links() -> list[LinkInfo]:
+    async with rtnl() as ipr:
+        return sorted([_link(msg) async for msg in await ipr.get_links()],
+                      key=lambda link: link.index)
+
+
+async def link_by_name(name: str) -> LinkInfo | None:
+    return next((link for link in await links() if link.name == name), None)
+
+
+async def set_up(index: int) -> None:
+    async with rtnl() as ipr:
+        await ipr.link("set", index=index, state="up")
+
+
+async def wait_lower_up(index: int, timeout: float) -> bool:
+    """Wait for carrier: a DISCOVER sent before it is lost and costs a retransmission."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        async with rtnl() as ipr:
+            msgs = [msg async for msg in await ipr.get_links(index)]
+        if msgs and int(msgs[0]["flags"]) & IFF_LOWER_UP:
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.02)
+
+
+async def set_mtu(index: int, mtu: int) -> None:
+    async with rtnl() as ipr:
+        await ipr.link("set", index=index, mtu=mtu)
+
+
+async def replace_address(index: int, address: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+                          *, valid: int | None = None, preferred: int | None = None,
+                          broadcast: str | None = None, noprefixroute: bool = False) -> None:
+    """Add or refresh an address; with lifetimes the kernel drops it when a lease runs out
+    unrenewed, as RFC 2131/8415 want, even if the client is gone."""
+    kwargs: dict[str, Any] = {"index": index, "address": str(address.ip),
+                              "prefixlen": address.network.prefixlen}
+    if valid is not None:
+        kwargs["valid_lft"] = min(valid, FOREVER)
+        kwargs["preferred_lft"] = min(preferred if preferred is not None else valid, valid,
+                                      FOREVER)
+    if broadcast:
+        kwargs["broadcast"] = broadcast
+    if noprefixroute:
+        kwargs["IFA_FLAGS"] = IFA_F_NOPREFIXROUTE
+    async with rtnl() as ipr:
+        await ipr.addr("replace", **kwargs)
+
+
+async def delete_address(index: int,
+                         address: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
+    async with rtnl() as ipr:
+        try:
+            await ipr.addr("del", index=index, address=str(address.ip),
+                           prefixlen=address.network.prefixlen)
+        except Exception as e:
+            if getattr(e, "code", None) not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH):
+                raise
+
+
+def metric(index: int) -> int:
+    return METRIC_BASE + index
+
+
+async def replace_default_route(index: int, gateway: str, *, onlink: bool = False) -> None:
+    family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
+    dst = "::/0" if family == socket.AF_INET6 else "0.0.0.0/0"
+    kwargs: dict[str, Any] = {}
+    if onlink:  # a gateway outside the leased subnet (some clouds hand out /32s)
+        kwargs["flags"] = ["onlink"]
+    async with rtnl() as ipr:
+        await ipr.route("replace", dst=dst, gateway=gateway, oif=index, family=family,
+                        priority=metric(index), **kwargs)
+
+
+async def delete_default_route(index: int, gateway: str) -> None:
+    family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
+    dst = "::/0" if family == socket.AF_INET6 else "0.0.0.0/0"
+    async with rtnl() as ipr:
+        try:
+            await ipr.route("del", dst=dst, gateway=gateway, oif=index, family=family,
+                            priority=metric(index))
+        except Exception as e:
+            if getattr(e, "code", None) not in (errno.ESRCH, errno.ENOENT):
+                raise
+
+
+async def addresses(index: int, family: int) -> list[tuple[str, int, int]]:
+    """(address, prefixlen, IFA flags) of an interface."""
+    async with rtnl() as ipr:
+        out = []
+        async for msg in await ipr.get_addr(index=index, family=family):
+            addr = msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
+            flags = msg.get("IFA_FLAGS")
+            out.append((str(addr), int(msg["prefixlen"]),
+                        int(flags if flags is not None else msg["flags"])))
+        return out
