@@ -113,8 +113,10 @@ class LayerApplier:
         self.is_root = os.geteuid() == 0
         self.skipped_devices = 0
         self._warned: set[str] = set()
+        self._cached: tuple[tuple[str, ...], int] | None = None
 
     def close(self) -> None:
+        self._forget()
         os.close(self._root_fd)
 
     def __enter__(self) -> LayerApplier:
@@ -178,14 +180,22 @@ class LayerApplier:
 
     @contextmanager
     def _dir(self, parts: list[str], *, create: bool = True) -> Iterator[int]:
-        fd = self._open_dir(parts, create=create)
-        try:
-            yield fd
-        finally:
-            os.close(fd)
+        # Consecutive tar entries mostly share a directory: its fd is kept until another one is
+        # needed. Safe because every change goes through the fd of the changed entry's parent:
+        # the cached directory itself can only be removed or replaced after the cache moved on.
+        key = tuple(parts)
+        if self._cached is None or self._cached[0] != key:
+            fd = self._open_dir(parts, create=create)
+            self._forget()
+            self._cached = (key, fd)
+        yield self._cached[1]
 
-    @staticmethod
-    def _remove(name: str, dir_fd: int) -> None:
+    def _forget(self) -> None:
+        if self._cached is not None:
+            os.close(self._cached[1])
+            self._cached = None
+
+    def _remove(self, name: str, dir_fd: int) -> None:
         """Remove an entry (a whole tree if a directory), never following a symlink."""
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -327,12 +337,16 @@ class LayerApplier:
         if not target:
             raise UnsafeLayer(f"layer entry {m.name!r}: hard link to the root")
         try:
-            with self._dir(target[:-1], create=False) as tfd:
+            # Not through the cache: `dfd`, the cached directory, is still in use.
+            tfd = self._open_dir(target[:-1], create=False)
+            try:
                 st = os.stat(target[-1], dir_fd=tfd, follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
                     raise UnsafeLayer(f"layer entry {m.name!r}: hard link to a directory")
                 # Without AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
                 os.link(target[-1], base, src_dir_fd=tfd, dst_dir_fd=dfd, follow_symlinks=False)
+            finally:
+                os.close(tfd)
         except FileNotFoundError:
             raise UnsafeLayer(f"layer entry {m.name!r}: hard link target {m.linkname!r} does "
                               "not exist in the rootfs") from None
