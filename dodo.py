@@ -122,7 +122,7 @@ def task_static() -> dict[str, Any]:
 
 
 def task_initramfs() -> dict[str, Any]:
-    """build target/initramfs.cpio.gz: skeleton + frozen init + OCI runtime (reproducible)"""
+    """build target/initramfs.cpio.{gz,zst}: skeleton + frozen init + runtime (reproducible)"""
     from onebuild import initramfs
 
     return {
@@ -130,7 +130,8 @@ def task_initramfs() -> dict[str, Any]:
         "file_dep": _files("initramfs/rootfs")
         + [str(T / "init" / "init"), str(T / "runtime" / "runtime.json")]
         + ["onebuild/initramfs.py", "onebuild/elfdeps.py", "onebuild/cpio.py"],
-        "targets": [str(T / "initramfs.cpio.gz"), str(T / "initramfs.tree.txt")],
+        "targets": [str(T / "initramfs.cpio.gz"), str(T / "initramfs.cpio.zst"),
+                    str(T / "initramfs.tree.txt")],
         "clean": True,
     }
 
@@ -156,7 +157,7 @@ def task_uki() -> dict[str, Any]:
         "file_dep": [
             str(T / "bzImage"),
             str(T / "kernel.release"),
-            str(T / "initramfs.cpio.gz"),
+            str(T / "initramfs.cpio.zst"),
             "cmdline.txt",
             "onebuild/uki.py",
             "onebuild/inspect.py",

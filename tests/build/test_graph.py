@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOIT = str(Path(sys.executable).parent / "doit")
-OUTPUTS = ("initramfs.cpio.gz", "mvirt-one.efi", "bzImage", "cmdline")
+OUTPUTS = ("initramfs.cpio.gz", "initramfs.cpio.zst", "mvirt-one.efi", "bzImage", "cmdline")
 
 pytestmark = pytest.mark.host
 

@@ -17,7 +17,7 @@ from tests.conftest import BOOT_TIMEOUT, Artifacts, boot
 
 pytestmark = pytest.mark.vm
 
-PHASES = ("mounts", "console", "system", "network", "hooks")
+PHASES = ("mounts", "console", "system", "network", "hooks", "api")
 
 
 def _assert_boots_and_powers_off(vm: Vm) -> None:
