@@ -27,6 +27,7 @@ from init.version import VERSION
 
 if TYPE_CHECKING:
     from init.net.manager import NetworkManager
+    from init.services.image import ImageService
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -56,6 +57,7 @@ class Init:
         self._background: set[asyncio.Task[Any]] = set()
         self._api: ApiServer | None = None
         self.network: NetworkManager | None = None  # PID 1 mode only
+        self.images = _image_service(cfg)
 
     def request_shutdown(self, reason: str, grace_seconds: float | None = None) -> None:
         if not self._shutdown.is_set():
@@ -112,7 +114,8 @@ class Init:
             self._api = await ApiServer.start(
                 self.cfg.listen, version=VERSION, pods=self.pods,
                 request_shutdown=self.request_shutdown, default_grace=self.cfg.shutdown_grace,
-                network=self.network.interfaces if self.network is not None else None)
+                network=self.network.interfaces if self.network is not None else None,
+                images=self.images)
         except (ListenError, ImportError) as e:
             if self.cfg.mode == "local":
                 raise ApiUnavailable(str(e)) from e
@@ -141,6 +144,15 @@ class Init:
             task.cancel()
         if self._background:
             await asyncio.wait(list(self._background), timeout=2.0)
+
+
+def _image_service(cfg: Config) -> ImageService:
+    """The image service on the data directory; its store and the credentials file are read
+    on first use, so an init that never pulls pays (almost) nothing for it."""
+    from init.services.image.service import ImageService
+
+    return ImageService(cfg.data_dir, cfg.insecure_registries,
+                        credentials_file=cfg.registry_auth)
 
 
 async def _loopback_up() -> None:

@@ -49,6 +49,10 @@ class Config:
     dns: tuple[str, ...] = ()
     search: tuple[str, ...] = ()
     hostname_explicit: bool = False  # one.hostname given: a DHCP host name does not replace it
+    # Images: registries reached over plain HTTP besides loopback ones (host or host:port), and
+    # the registry credentials file (config.json shape; a path here, never a secret).
+    insecure_registries: tuple[str, ...] = ()
+    registry_auth: Path | None = Path("/etc/mvirt-one/registry-auth.json")
 
 
 def parse_cmdline(text: str) -> dict[str, str]:
@@ -131,8 +135,19 @@ def _domains(value: str, key: str) -> tuple[str, ...]:
     return out
 
 
+def _registries(values: list[str], what: str) -> tuple[str, ...]:
+    """host[:port] items (a name, an IPv4 address or a [bracketed] IPv6 one)."""
+    out = []
+    for value in values:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            if not re.fullmatch(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", item):
+                raise ConfigError(f"{what} {item!r}: use HOST or HOST:PORT")
+            out.append(item)
+    return tuple(out)
+
+
 KNOWN_KEYS = ("port", "ready_port", "log", "runtime", "hostname", "grace", "data_dir",
-              "dhcp_timeout", "ip", "dns", "search")
+              "dhcp_timeout", "ip", "dns", "search", "insecure_registries", "registry_auth")
 
 
 def from_cmdline(text: str) -> Config:
@@ -153,6 +168,9 @@ def from_cmdline(text: str) -> Config:
         dns=_addresses(p.get("dns", ""), "dns"),
         search=_domains(p.get("search", ""), "search"),
         hostname_explicit=bool(p.get("hostname")),
+        insecure_registries=_registries([p.get("insecure_registries", "")],
+                                        "one.insecure_registries"),
+        registry_auth=Path(p.get("registry_auth") or "/etc/mvirt-one/registry-auth.json"),
     )
 
 
@@ -177,6 +195,11 @@ def local_parser() -> argparse.ArgumentParser:
                         help="seconds containers get between SIGTERM and SIGKILL at shutdown")
     parser.add_argument("--hooks-dir", type=Path, default=None,
                         help="run the executables in this directory once at start, in name order")
+    parser.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
+                        help="pull from this registry over plain HTTP (repeatable; loopback "
+                        "registries always are)")
+    parser.add_argument("--registry-auth", type=Path, default=None, metavar="FILE",
+                        help="registry credentials, in Docker's config.json shape")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
 
@@ -195,4 +218,6 @@ def from_args(args: argparse.Namespace) -> Config:
         runtime=args.runtime,
         shutdown_grace=args.shutdown_grace,
         hooks_dir=args.hooks_dir or args.data_dir / "boot.d",
+        insecure_registries=_registries(args.insecure_registry, "--insecure-registry"),
+        registry_auth=args.registry_auth,
     )

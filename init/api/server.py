@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from grpclib.server import Server
 
     from init.api.service import NetworkReader, ShutdownRequester
+    from init.services.image import ImageService
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -35,7 +36,8 @@ class ApiServer:
     @classmethod
     async def start(cls, listen: str, *, version: str, pods: PodSupervisor,
                     request_shutdown: ShutdownRequester, default_grace: float,
-                    network: NetworkReader | None = None) -> ApiServer:
+                    network: NetworkReader | None = None,
+                    images: ImageService | None = None) -> ApiServer:
         """Bind `listen` and serve; raises listeners.ListenError if the address is unusable."""
         listener = listeners.bind(listen)
         try:
@@ -47,7 +49,8 @@ class ApiServer:
             # The network manager's view (live netlink + lease data) in PID 1 mode; local mode
             # has no manager and reads the live state alone.
             service = OneService(version=version, pods=pods, request_shutdown=request_shutdown,
-                                 default_grace=default_grace, network=network or netinfo.read)
+                                 default_grace=default_grace, network=network or netinfo.read,
+                                 images=images)
             server = Server([service])
             await server.start(sock=listener.sock)
         except BaseException:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import h2.exceptions
 from grpclib import GRPCError, Status
@@ -17,9 +17,13 @@ from grpclib.const import Handler
 from grpclib.exceptions import StreamTerminatedError
 from grpclib.server import Stream
 
+from init.api import images as images_api
 from init.api import netinfo
 from init.api.pods import PodSupervisor
 from oneproto import one_grpc, one_pb2
+
+if TYPE_CHECKING:
+    from init.services.image import ImageService
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -59,8 +63,13 @@ def _unimplemented(method: str) -> NoReturn:
 
 class OneService(one_grpc.OneServiceBase):
     def __init__(self, *, version: str, pods: PodSupervisor, request_shutdown: ShutdownRequester,
-                 default_grace: float, network: NetworkReader = netinfo.read) -> None:
+                 default_grace: float, network: NetworkReader = netinfo.read,
+                 images: ImageService | None = None,
+                 image_in_use: images_api.InUse = lambda digest: False) -> None:
         self._version = version
+        self._images = images
+        # The pod service (issue 6) says which images its containers use; until then none.
+        self._image_in_use = image_in_use
         self._pods = pods
         self._request_shutdown = request_shutdown
         self._default_grace = default_grace
@@ -101,6 +110,25 @@ class OneService(one_grpc.OneServiceBase):
         await stream.send_trailing_metadata()
         LOG.info("shutdown requested over the API (grace %.0f s)", grace)
         self._request_shutdown("api", grace)
+
+    # --- images (init/api/images.py) ----------------------------------------------------------
+
+    async def PullImage(self, stream: Stream[one_pb2.PullImageRequest,
+                                             one_pb2.PullImageProgress]) -> None:
+        if self._images is None:
+            raise images_api.unavailable()
+        await images_api.pull(self._images, stream)
+
+    async def ListImages(self, stream: Stream[one_pb2.Empty, one_pb2.ListImagesResponse]) -> None:
+        if self._images is None:
+            raise images_api.unavailable()
+        await images_api.list_images(self._images, stream)
+
+    async def RemoveImage(self, stream: Stream[one_pb2.RemoveImageRequest,
+                                               one_pb2.RemoveImageResponse]) -> None:
+        if self._images is None:
+            raise images_api.unavailable()
+        await images_api.remove(self._images, self._image_in_use, stream)
 
     # --- the pods issue's RPCs: no fake data until it exists ---------------------------------
 

@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from init.services.image import reference
-from init.services.image.auth import Credential
 from init.services.image.errors import ImageInUse, ImageNotFound, InvalidReference
-from init.services.image.imageconfig import ImageConfig
-from init.services.image.store import Store
+
+# The rest loads on first use: the init constructs this service at boot, where every import
+# costs (regexes compiled, JSON, tempfile...), and most boots never pull.
+if TYPE_CHECKING:
+    from init.services.image import reference
+    from init.services.image.auth import Credential
+    from init.services.image.imageconfig import ImageConfig
+    from init.services.image.store import Store
+
+LOG = logging.getLogger("mvirt-one")
 
 ProgressCallback = Callable[[Any], None]  # receives puller.Progress, on the event loop
 
@@ -37,6 +44,8 @@ class Image:
 
 
 def _is_digest(text: str) -> bool:
+    from init.services.image import reference
+
     try:
         reference.check_digest(text)
     except InvalidReference:
@@ -46,14 +55,27 @@ def _is_digest(text: str) -> bool:
 
 class ImageService:
     def __init__(self, data_dir: Path, insecure_registries: Collection[str] = (),
-                 credentials: Mapping[str, Credential] | None = None) -> None:
-        self.store = Store(Path(data_dir) / "images")
+                 credentials: Mapping[str, Credential] | None = None, *,
+                 credentials_file: Path | None = None) -> None:
+        """`credentials`: registry host[:port] → user and password; `credentials_file` (Docker's
+        config.json shape) adds to them, read on the first pull."""
+        self.data_dir = Path(data_dir)
         self.insecure_registries = frozenset(insecure_registries)
         self.credentials = dict(credentials or {})
+        self._credentials_file = credentials_file
+        self._store: Store | None = None
         self._opened = False
         self._open_lock = threading.Lock()
         self._inflight: dict[str, asyncio.Future[str]] = {}
         self._listeners: dict[str, list[ProgressCallback]] = {}
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from init.services.image.store import Store
+
+            self._store = Store(self.data_dir / "images")
+        return self._store
 
     def _ready(self) -> Store:
         # Opened on first use, not at boot: the data directory may not exist before then.
@@ -61,10 +83,22 @@ class ImageService:
             if not self._opened:
                 self.store.open()
                 self._opened = True
+                self._load_credentials()
         return self.store
 
+    def _load_credentials(self) -> None:
+        if self._credentials_file is None:
+            return
+        from init.services.image.auth import CredentialsError, load_credentials
+
+        try:
+            self.credentials = {**load_credentials(self._credentials_file), **self.credentials}
+        except CredentialsError as e:
+            LOG.error("%s: pulling without credentials from it", e)
+
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     # --- pull --------------------------------------------------------------------------------
 
@@ -72,6 +106,8 @@ class ImageService:
                    credential: Credential | None = None) -> Image:
         """Pull `ref` (if not already there) and return the image. Raises InvalidReference
         (a ValueError) for a bad reference, other ImageError subclasses for the rest."""
+        from init.services.image import reference
+
         parsed = reference.parse(ref)
         key = str(parsed)
         loop = asyncio.get_running_loop()
@@ -119,6 +155,8 @@ class ImageService:
     # --- local queries -----------------------------------------------------------------------
 
     def _image(self, digest: str, refs: Mapping[str, str] | None = None) -> Image:
+        from init.services.image.imageconfig import ImageConfig
+
         store = self._ready()
         meta = store.read_meta(digest)
         if meta is None or not store.rootfs(digest).is_dir():
@@ -156,6 +194,8 @@ class ImageService:
             if image is None:
                 raise ImageNotFound(f"no image with digest {ref_or_digest}")
             return image, None
+        from init.services.image import reference
+
         parsed = reference.parse(ref_or_digest)
         image = store.read_refs().get(str(parsed))
         if image is None and parsed.digest:
@@ -179,7 +219,7 @@ class ImageService:
         digest. Refused with ImageInUse while `in_use(image digest)` says a container uses it.
         Returns what was removed (references and, if deleted, the image digest)."""
         image, ref = self._lookup(ref_or_digest)
-        store = self.store
+        store = self._ready()
         refs = store.read_refs()
         remaining = [r for r, d in refs.items() if d == image and r != ref]
         delete_image = ref is None or not remaining

@@ -1,0 +1,89 @@
+"""The image RPCs (PullImage, ListImages, RemoveImage) on top of the image service.
+
+Kept apart from service.py so OneService only delegates. Image errors carry the gRPC status
+they mean (`grpc_status`): a bad reference is INVALID_ARGUMENT, an unknown image NOT_FOUND, an
+image in use FAILED_PRECONDITION, an unreachable registry UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from grpclib import GRPCError, Status
+from grpclib.server import Stream
+
+from init.services.image.errors import ImageError
+from oneproto import one_pb2
+
+if TYPE_CHECKING:
+    from init.services.image import Image, ImageService
+    from init.services.image.puller import Progress
+
+InUse = Callable[[str], bool]  # image digest → used by a container?
+
+
+def _status(e: ImageError) -> GRPCError:
+    return GRPCError(getattr(Status, e.grpc_status, Status.INTERNAL), str(e))
+
+
+def image_info(image: Image) -> one_pb2.ImageInfo:
+    c = image.config
+    return one_pb2.ImageInfo(
+        references=image.references, digest=image.digest, size=image.size, created=c.created,
+        architecture=c.architecture, os=c.os, entrypoint=c.entrypoint, cmd=c.cmd, env=c.env,
+        working_dir=c.working_dir, user=c.user, exposed_ports=c.exposed_ports, labels=c.labels)
+
+
+async def pull(images: ImageService,
+               stream: Stream[one_pb2.PullImageRequest, one_pb2.PullImageProgress]) -> None:
+    request = await stream.recv_message()
+    assert request is not None
+    credential = None
+    if request.username:
+        from init.services.image.auth import Credential
+
+        credential = Credential(request.username, request.password)
+    queue: asyncio.Queue[Progress | None] = asyncio.Queue()
+    task = asyncio.ensure_future(images.pull(request.reference, queue.put_nowait,
+                                             credential=credential))
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    try:
+        while (p := await queue.get()) is not None:
+            if p.status == "done":
+                continue  # the last message carries the image, below
+            await stream.send_message(one_pb2.PullImageProgress(
+                status=p.status, layer=p.layer, bytes_done=p.done, bytes_total=p.total))
+        image = await task
+    except ImageError as e:
+        raise _status(e) from e
+    finally:
+        # A client that goes away stops its stream, not the pull: others may wait for it, and
+        # the blobs fetched so far are kept.
+        task.cancel()
+    await stream.send_message(one_pb2.PullImageProgress(
+        status="done", bytes_done=image.size, bytes_total=image.size, image=image_info(image)))
+
+
+async def list_images(images: ImageService,
+                      stream: Stream[one_pb2.Empty, one_pb2.ListImagesResponse]) -> None:
+    await stream.recv_message()
+    found = await asyncio.to_thread(images.list)
+    await stream.send_message(one_pb2.ListImagesResponse(images=[image_info(i) for i in found]))
+
+
+async def remove(images: ImageService, in_use: InUse,
+                 stream: Stream[one_pb2.RemoveImageRequest, one_pb2.RemoveImageResponse]
+                 ) -> None:
+    request = await stream.recv_message()
+    assert request is not None
+    try:
+        removed = await images.remove(request.reference, in_use)
+    except ImageError as e:
+        raise _status(e) from e
+    await stream.send_message(one_pb2.RemoveImageResponse(removed=removed))
+
+
+def unavailable(*_: Any) -> GRPCError:
+    return GRPCError(Status.UNAVAILABLE, "the image service is not running in this init")
