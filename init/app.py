@@ -58,6 +58,27 @@ class Init:
         self._api: ApiServer | None = None
         self.network: NetworkManager | None = None  # PID 1 mode only
         self.images = _image_service(cfg)
+        if pods is None:
+            self.pods = self._pod_service()
+
+    def _pod_service(self) -> PodSupervisor:
+        from init.services.pod.service import PodService
+
+        return PodService(self.cfg.data_dir, self.cfg.runtime, self.reaper, self.images,
+                          address=self._pod_address)
+
+    async def _pod_address(self) -> str:
+        """The VM's first IPv4 address: a pod shares the VM's network namespace (API.md)."""
+        if self.network is not None:
+            interfaces = await self.network.interfaces()
+        else:
+            from init.api import netinfo
+
+            interfaces = await netinfo.read()
+        for i in interfaces:
+            if not i.loopback and i.ipv4_address:
+                return str(i.ipv4_address)
+        return ""
 
     def request_shutdown(self, reason: str, grace_seconds: float | None = None) -> None:
         if not self._shutdown.is_set():

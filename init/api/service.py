@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import h2.exceptions
 from grpclib import GRPCError, Status
@@ -20,14 +20,14 @@ from grpclib.server import Stream
 from init.api import images as images_api
 from init.api import netinfo
 from init.api.pods import PodSupervisor
+from init.services.pod import rpc as pod_rpc
+from init.services.pod.service import PodService
 from oneproto import one_grpc, one_pb2
 
 if TYPE_CHECKING:
     from init.services.image import ImageService
 
 LOG = logging.getLogger("mvirt-one")
-
-PODS_ISSUE = "issue 6 (pods and containers)"
 
 # The shutdown callback: (reason, grace seconds for the containers).
 ShutdownRequester = Callable[[str, float], None]
@@ -56,11 +56,6 @@ def guard(method: str, func: StreamHandler) -> StreamHandler:
     return guarded
 
 
-def _unimplemented(method: str) -> NoReturn:
-    raise GRPCError(Status.UNIMPLEMENTED, f"{method} is not implemented yet: it comes with "
-                                          f"{PODS_ISSUE}")
-
-
 class OneService(one_grpc.OneServiceBase):
     def __init__(self, *, version: str, pods: PodSupervisor, request_shutdown: ShutdownRequester,
                  default_grace: float, network: NetworkReader = netinfo.read,
@@ -71,6 +66,10 @@ class OneService(one_grpc.OneServiceBase):
         # The pod service (issue 6) says which images its containers use; until then none.
         self._image_in_use = image_in_use
         self._pods = pods
+        # The pod RPCs need the real service; a stand-in supervisor (tests) answers UNAVAILABLE.
+        self._pod_rpcs = pods if isinstance(pods, PodService) else None
+        if self._pod_rpcs is not None:
+            self._image_in_use = self._pod_rpcs.image_in_use
         self._request_shutdown = request_shutdown
         self._default_grace = default_grace
         self._network = network
@@ -130,28 +129,33 @@ class OneService(one_grpc.OneServiceBase):
             raise images_api.unavailable()
         await images_api.remove(self._images, self._image_in_use, stream)
 
-    # --- the pods issue's RPCs: no fake data until it exists ---------------------------------
+    # --- pods, logs and exec (init/services/pod/rpc.py) --------------------------------------
+
+    def _pod_service(self) -> PodService:
+        if self._pod_rpcs is None:
+            raise GRPCError(Status.UNAVAILABLE, "the pod service is not running in this init")
+        return self._pod_rpcs
 
     async def CreatePod(self, stream: Stream[one_pb2.CreatePodRequest, one_pb2.Pod]) -> None:
-        _unimplemented("CreatePod")
+        await pod_rpc.create(self._pod_service(), stream)
 
     async def StartPod(self, stream: Stream[one_pb2.StartPodRequest, one_pb2.Pod]) -> None:
-        _unimplemented("StartPod")
+        await pod_rpc.start(self._pod_service(), stream)
 
     async def StopPod(self, stream: Stream[one_pb2.StopPodRequest, one_pb2.Pod]) -> None:
-        _unimplemented("StopPod")
+        await pod_rpc.stop(self._pod_service(), stream)
 
     async def DeletePod(self, stream: Stream[one_pb2.DeletePodRequest, one_pb2.Empty]) -> None:
-        _unimplemented("DeletePod")
+        await pod_rpc.delete(self._pod_service(), stream)
 
     async def GetPod(self, stream: Stream[one_pb2.GetPodRequest, one_pb2.Pod]) -> None:
-        _unimplemented("GetPod")
+        await pod_rpc.get(self._pod_service(), stream)
 
     async def ListPods(self, stream: Stream[one_pb2.Empty, one_pb2.ListPodsResponse]) -> None:
-        _unimplemented("ListPods")
+        await pod_rpc.list_pods(self._pod_service(), stream)
 
     async def Logs(self, stream: Stream[one_pb2.LogsRequest, one_pb2.LogsResponse]) -> None:
-        _unimplemented("Logs")
+        await pod_rpc.logs_rpc(self._pod_service(), stream)
 
     async def Exec(self, stream: Stream[one_pb2.ExecInput, one_pb2.ExecOutput]) -> None:
-        _unimplemented("Exec")
+        await pod_rpc.exec_rpc(self._pod_service(), stream)

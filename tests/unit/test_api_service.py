@@ -110,18 +110,18 @@ POD_RPCS = [("CreatePod", one_pb2.CreatePodRequest(id="p")),
 
 
 @pytest.mark.parametrize(("method", "request_msg"), POD_RPCS, ids=[m for m, _ in POD_RPCS])
-def test_pod_rpcs_are_unimplemented_until_the_pods_issue(method: str, request_msg: Any) -> None:
+def test_pod_rpcs_without_a_pod_service_are_unavailable(method: str, request_msg: Any) -> None:
     async def body(stub: one_grpc.OneServiceStub) -> Any:
         with pytest.raises(GRPCError) as err:
             await getattr(stub, method)(request_msg)
         return err.value
 
-    error = _run(body)
-    assert error.status == Status.UNIMPLEMENTED
-    assert method in error.message and "issue 6" in error.message
+    error = _run(body)  # a stand-in supervisor, not the pod service
+    assert error.status == Status.UNAVAILABLE
+    assert "pod service" in error.message
 
 
-def test_streaming_pod_rpcs_are_unimplemented_too() -> None:
+def test_streaming_pod_rpcs_are_unavailable_too() -> None:
     async def body(stub: one_grpc.OneServiceStub) -> Any:
         errors = []
         with pytest.raises(GRPCError) as err:
@@ -138,5 +138,5 @@ def test_streaming_pod_rpcs_are_unimplemented_too() -> None:
         return errors
 
     for error in _run(body):
-        assert error.status == Status.UNIMPLEMENTED
-        assert "issue 6" in error.message
+        assert error.status == Status.UNAVAILABLE
+        assert "pod service" in error.message

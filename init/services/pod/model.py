@@ -1,0 +1,86 @@
+"""Pods and containers as the pod service keeps them, and the state rules of API.md."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class CState(enum.IntEnum):  # values are ContainerState's numbers in proto/one.proto
+    CREATING = 1
+    CREATED = 2
+    RUNNING = 3
+    STOPPED = 4
+    FAILED = 5
+
+
+class PState(enum.IntEnum):  # PodState's numbers
+    CREATED = 1
+    RUNNING = 2
+    STOPPED = 3
+    FAILED = 4
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    id: str
+    name: str
+    image: str
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    working_dir: str = ""
+
+
+@dataclass
+class Container:
+    spec: ContainerSpec
+    runtime_id: str
+    dir: Path
+    state: CState = CState.CREATING
+    exit_code: int = 0
+    error: str = ""
+    image_digest: str = ""
+    pid: int = 0
+    overlay: bool = False
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def log_path(self, stream: str) -> Path:
+        return self.dir / f"{stream}.log"
+
+
+@dataclass
+class Pod:
+    id: str
+    name: str
+    dir: Path
+    containers: list[Container]
+    ip_address: str = ""
+    error: str = ""
+    started: bool = False
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def state(self) -> PState:
+        states = {c.state for c in self.containers}
+        if self.error or CState.FAILED in states:
+            return PState.FAILED
+        if CState.RUNNING in states:
+            return PState.RUNNING
+        if not self.started:
+            return PState.CREATED
+        return PState.STOPPED
+
+    def container(self, cid: str) -> Container:
+        from init.services.pod.errors import PodNotFound
+
+        for c in self.containers:
+            if c.id == cid:
+                return c
+        raise PodNotFound(f"pod {self.id} has no container {cid!r}")

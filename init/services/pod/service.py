@@ -1,0 +1,253 @@
+"""PodService: create, start, stop and delete pods; the states the API reports.
+
+Each container is a runtime `create` with its log files as stdout/stderr (opened by the init:
+the container can never block on them, and what it wrote before exiting is on disk), then a
+`start`. Its exit comes from the reaper (the container process is re-parented to the init once the
+runtime's `create` has exited), never from polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from init.api.pods import RunningCounts
+from init.services.pod import ids, rootfs, spec
+from init.services.pod.errors import InvalidPod, PodExists, PodNotFound, WrongState
+from init.services.pod.model import Container, ContainerSpec, CState, Pod, PState
+from init.services.task.runtime import Runtime, RuntimeError_
+from init.system.reaper import Reaper
+
+if TYPE_CHECKING:
+    from init.services.image import ImageService
+
+LOG = logging.getLogger("mvirt-one")
+
+DEFAULT_GRACE = 10.0
+AddressLookup = Callable[[], Awaitable[str]]
+
+
+async def _no_address() -> str:
+    return ""
+
+
+class PodService:
+    def __init__(self, data_dir: Path, runtime: Path, reaper: Reaper, images: ImageService, *,
+                 address: AddressLookup = _no_address, no_pivot: bool | None = None,
+                 resolv_conf: Path = Path("/etc/resolv.conf")) -> None:
+        self.dir = data_dir / "pods"
+        self.runtime = Runtime(runtime, data_dir / "runtime", reaper, no_pivot=no_pivot)
+        self.reaper = reaper
+        self.images = images
+        self._address = address
+        self._resolv_conf = resolv_conf
+        self.pods: dict[str, Pod] = {}
+
+    # --- what Health, Shutdown and RemoveImage ask ------------------------------------------
+
+    def running_counts(self) -> RunningCounts:
+        running = [c for p in self.pods.values() for c in p.containers
+                   if c.state == CState.RUNNING]
+        pods = sum(1 for p in self.pods.values() if p.state == PState.RUNNING)
+        return RunningCounts(pods, len(running))
+
+    async def stop_all(self, grace_seconds: float) -> None:
+        await asyncio.gather(*(self._stop(p, grace_seconds) for p in list(self.pods.values())))
+
+    def image_in_use(self, digest: str) -> bool:
+        return any(c.image_digest == digest for p in self.pods.values() for c in p.containers)
+
+    # --- lookups ---------------------------------------------------------------------------
+
+    def get(self, pod_id: str) -> Pod:
+        pod = self.pods.get(pod_id)
+        if pod is None:
+            raise PodNotFound(f"no pod {pod_id!r}")
+        return pod
+
+    def list(self) -> list[Pod]:
+        return sorted(self.pods.values(), key=lambda p: p.id)
+
+    # --- create ----------------------------------------------------------------------------
+
+    async def create(self, pod_id: str, name: str, specs: Sequence[ContainerSpec]) -> Pod:
+        ids.check("pod", pod_id)
+        if not specs:
+            raise InvalidPod("a pod needs at least one container")
+        seen: set[str] = set()
+        for s in specs:
+            ids.check("container", s.id)
+            if s.id in seen:
+                raise InvalidPod(f"container id {s.id!r} appears twice in pod {pod_id}")
+            seen.add(s.id)
+            if not s.image:
+                raise InvalidPod(f"container {s.id} has no image")
+            from init.services.image import reference
+
+            try:
+                reference.parse(s.image)
+            except ValueError as e:
+                raise InvalidPod(f"container {s.id}: {e}") from e
+        if pod_id in self.pods:
+            raise PodExists(f"pod {pod_id!r} already exists")
+        pod_dir = self.dir / pod_id
+        containers = [Container(s, f"{pod_id}_{i}", pod_dir / "containers" / s.id)
+                      for i, s in enumerate(specs)]
+        pod = Pod(pod_id, name or pod_id, pod_dir, containers)
+        self.pods[pod_id] = pod  # from here on, the id is taken
+        async with pod.busy:
+            shutil.rmtree(pod_dir, ignore_errors=True)  # leftovers of an earlier init
+            pod_dir.mkdir(parents=True)
+            try:
+                pod.ip_address = await self._address()
+            except Exception as e:
+                LOG.warning("pod %s: no address (%s)", pod_id, e)
+            etc = self._etc_files(pod)
+            for c in containers:
+                try:
+                    await self._create_container(pod, c, etc)
+                except Exception as e:
+                    c.state = CState.FAILED
+                    c.error = str(e) or type(e).__name__
+                    pod.error = f"container {c.id}: {c.error}"
+                    LOG.error("pod %s: %s", pod_id, pod.error)
+                    break
+            else:
+                LOG.info("pod %s created (%d containers)", pod_id, len(containers))
+        return pod
+
+    def _etc_files(self, pod: Pod) -> dict[str, Path]:
+        hosts = pod.dir / "hosts"
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+        if pod.ip_address:
+            lines.append(f"{pod.ip_address}\t{pod.name}")
+        else:
+            lines[0] += f" {pod.name}"
+        hosts.write_text("\n".join(lines) + "\n")
+        (pod.dir / "hostname").write_text(pod.name + "\n")
+        resolv = pod.dir / "resolv.conf"
+        try:
+            shutil.copyfile(self._resolv_conf, resolv)
+        except OSError:
+            resolv.write_text("")
+        return {"/etc/hosts": hosts, "/etc/hostname": pod.dir / "hostname",
+                "/etc/resolv.conf": resolv}
+
+    async def _create_container(self, pod: Pod, c: Container, etc: dict[str, Path]) -> None:
+        from init.services.image.errors import ImageError
+
+        try:
+            image = await self.images.pull(c.spec.image)
+        except ImageError as e:
+            raise RuntimeError_(f"image {c.spec.image}: {e}") from e
+        c.image_digest = image.digest
+        c.dir.mkdir(parents=True)
+        cfg = image.config
+        proc = spec.process(entrypoint=cfg.entrypoint, cmd=cfg.cmd, image_env=cfg.env,
+                            image_workdir=cfg.working_dir, image_user=cfg.user,
+                            command=c.spec.command, args=c.spec.args, env=c.spec.env,
+                            working_dir=c.spec.working_dir, rootfs=image.rootfs)
+        root, c.overlay = await asyncio.to_thread(rootfs.prepare, image.rootfs, c.dir)
+        doc = spec.config(proc, rootfs=root, hostname=pod.name, etc_files=etc)
+        (c.dir / "config.json").write_text(json.dumps(doc, indent=1))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        out = os.open(c.log_path("stdout"), flags, 0o640)
+        err = os.open(c.log_path("stderr"), flags, 0o640)
+        try:
+            c.pid = await self.runtime.create(c.runtime_id, c.dir, c.dir / "pid", stdout=out,
+                                              stderr=err)
+        finally:
+            os.close(out)
+            os.close(err)
+        c.state = CState.CREATED
+        exit_future = self.reaper.watch(c.pid)
+        exit_future.add_done_callback(lambda f: self._exited(c, f.result()))
+
+    def _exited(self, c: Container, status: int) -> None:
+        c.exit_code = (os.WEXITSTATUS(status) if os.WIFEXITED(status)
+                       else 128 + os.WTERMSIG(status))
+        if c.state != CState.FAILED:
+            c.state = CState.STOPPED
+        c.exited.set()
+        LOG.info("container %s exited (code %d)", c.runtime_id, c.exit_code)
+
+    # --- start / stop / delete ---------------------------------------------------------------
+
+    async def start(self, pod_id: str) -> Pod:
+        pod = self.get(pod_id)
+        async with pod.busy:
+            if pod.state != PState.CREATED:
+                raise WrongState(f"pod {pod_id} is {pod.state.name}: only a CREATED pod starts")
+            pod.started = True
+            for c in pod.containers:
+                if c.state != CState.CREATED:
+                    continue
+                try:
+                    await self.runtime.start(c.runtime_id)
+                except RuntimeError_ as e:
+                    c.state = CState.FAILED
+                    c.error = str(e)
+                    pod.error = f"container {c.id}: {e}"
+                    break
+                if not c.exited.is_set():
+                    c.state = CState.RUNNING
+            if pod.error:
+                await self._stop(pod, 0.0, locked=True)
+        return pod
+
+    async def stop(self, pod_id: str, grace: float) -> Pod:
+        pod = self.get(pod_id)
+        await self._stop(pod, grace)
+        return pod
+
+    async def _stop(self, pod: Pod, grace: float, *, locked: bool = False) -> None:
+        if not locked:
+            async with pod.busy:
+                return await self._stop(pod, grace, locked=True)
+        live = [c for c in pod.containers if c.pid and not c.exited.is_set()]
+        if not live:
+            return
+        for c in live:
+            self._signal(c, "TERM" if c.state == CState.RUNNING and grace > 0 else "KILL")
+        waits = [asyncio.ensure_future(c.exited.wait()) for c in live]
+        _, pending = await asyncio.wait(waits, timeout=grace if grace > 0 else None)
+        if pending:
+            for c in live:
+                if not c.exited.is_set():
+                    LOG.info("container %s still running after %.0f s: SIGKILL",
+                             c.runtime_id, grace)
+                    self._signal(c, "KILL")
+            await asyncio.wait(pending)
+        pod.started = True
+
+    def _signal(self, c: Container, name: str) -> None:
+        # Straight to the process (we are its parent): no runtime call that could hang or fail
+        # on a container whose runtime state is gone; a pid is only reused after we reap it.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(c.pid, signal.Signals[f"SIG{name}"])
+
+    async def delete(self, pod_id: str, force: bool) -> None:
+        pod = self.get(pod_id)
+        if pod.state == PState.RUNNING and not force:
+            raise WrongState(f"pod {pod_id} is RUNNING: stop it first or delete with force")
+        await self._stop(pod, 0.0)
+        async with pod.busy:
+            for c in pod.containers:
+                if c.pid:
+                    try:
+                        await self.runtime.delete(c.runtime_id)
+                    except RuntimeError_ as e:
+                        LOG.warning("runtime delete %s: %s", c.runtime_id, e)
+                if c.dir.exists():
+                    await asyncio.to_thread(rootfs.release, c.dir, c.overlay)
+            await asyncio.to_thread(shutil.rmtree, pod.dir, True)
+            self.pods.pop(pod_id, None)
+        LOG.info("pod %s deleted", pod_id)

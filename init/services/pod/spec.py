@@ -1,0 +1,163 @@
+"""The OCI runtime spec (config.json) of one container.
+
+Docker's rules over the image config: `command` replaces Entrypoint, `args` replaces Cmd (and a
+`command` alone drops the image's Cmd), env merged with the spec winning, working_dir overrides,
+the image's User resolved against the image's /etc/passwd and /etc/group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from init.services.pod.errors import InvalidPod
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Docker's default capability set: enough for ordinary services, nothing that administers the VM.
+CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+
+MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+          "/sys/firmware"]
+READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+@dataclass(frozen=True)
+class Process:
+    args: list[str]
+    env: list[str]
+    cwd: str
+    uid: int
+    gid: int
+
+
+def merge_env(image_env: Sequence[str], spec_env: Sequence[str]) -> list[str]:
+    merged: dict[str, str] = {}
+    for item in [DEFAULT_PATH, *image_env, *spec_env]:
+        key, sep, _ = item.partition("=")
+        if not key or not sep:
+            if item in spec_env:
+                raise InvalidPod(f"environment entry {item!r} is not KEY=VALUE")
+            continue
+        merged[key] = item
+    return list(merged.values())
+
+
+def _lookup(path: Path, name: str, field_index: int) -> int | None:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) > field_index and fields[0] == name:
+            try:
+                return int(fields[field_index])
+            except ValueError:
+                return None
+    return None
+
+
+def resolve_user(user: str, rootfs: Path) -> tuple[int, int]:
+    """`uid`, `name`, `uid:gid`, `name:group` → (uid, gid); names from the image's files."""
+    if not user:
+        return 0, 0
+    name, _, group = user.partition(":")
+    if name.isdigit():
+        uid = int(name)
+        gid = _lookup_gid_of_uid(rootfs, uid)
+    else:
+        found = _lookup(rootfs / "etc/passwd", name, 2)
+        if found is None:
+            raise InvalidPod(f"user {name!r} of the image is not in its /etc/passwd")
+        uid = found
+        gid = _lookup(rootfs / "etc/passwd", name, 3) or 0
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            found_gid = _lookup(rootfs / "etc/group", group, 2)
+            if found_gid is None:
+                raise InvalidPod(f"group {group!r} of the image is not in its /etc/group")
+            gid = found_gid
+    return uid, gid
+
+
+def _lookup_gid_of_uid(rootfs: Path, uid: int) -> int:
+    try:
+        lines = (rootfs / "etc/passwd").read_text(errors="replace").splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        f = line.split(":")
+        if len(f) > 3 and f[2] == str(uid) and f[3].isdigit():
+            return int(f[3])
+    return 0
+
+
+def process(*, entrypoint: Sequence[str], cmd: Sequence[str], image_env: Sequence[str],
+            image_workdir: str, image_user: str, command: Sequence[str], args: Sequence[str],
+            env: Sequence[str], working_dir: str, rootfs: Path) -> Process:
+    argv = [*(command or entrypoint), *(args or ([] if command else cmd))]
+    if not argv:
+        raise InvalidPod("no command: the image has no Entrypoint or Cmd and the spec gives none")
+    cwd = working_dir or image_workdir or "/"
+    if not cwd.startswith("/"):
+        raise InvalidPod(f"working_dir {cwd!r} is not an absolute path")
+    uid, gid = resolve_user(image_user, rootfs)
+    return Process(argv, merge_env(image_env, env), cwd, uid, gid)
+
+
+def config(proc: Process, *, rootfs: Path, hostname: str, etc_files: dict[str, Path],
+           netns: str = "") -> dict[str, Any]:
+    """config.json: fresh pid/mount/ipc/uts namespaces; the network namespace is the VM's own
+    unless `netns` names a namespace file the pod's containers share."""
+    namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "mount", "ipc", "uts")]
+    if netns:
+        namespaces.append({"type": "network", "path": netns})
+    mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+    ]
+    for dest, src in sorted(etc_files.items()):
+        mounts.append({"destination": dest, "type": "bind", "source": str(src),
+                       "options": ["rbind", "ro"]})
+    caps = list(CAPABILITIES)
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": proc.uid, "gid": proc.gid},
+            "args": proc.args,
+            "env": proc.env,
+            "cwd": proc.cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": True,
+        },
+        "root": {"path": str(rootfs), "readonly": False},
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "maskedPaths": MASKED,
+            "readonlyPaths": READONLY,
+        },
+    }

@@ -1,0 +1,156 @@
+"""A process inside a running container: `runtime exec --detach`, with pipes or a terminal.
+
+Both ways the process is detached from the runtime and re-parented to the init, so its exit comes
+from the reaper like a container's. With a terminal, the runtime hands the pty's master over the
+console socket (SCM_RIGHTS); resizing is TIOCSWINSZ on that master.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import socket
+import struct
+import tempfile
+import termios
+from collections.abc import Sequence
+from pathlib import Path
+
+from init.services.task.runtime import Runtime, RuntimeError_
+
+CONSOLE_TIMEOUT = 30.0
+
+
+class ExecProcess:
+    """The running process: write stdin, read outputs, resize, wait for the exit code."""
+
+    def __init__(self, pid: int, status: asyncio.Future[int], *, stdin: int,
+                 outputs: dict[str, int], tty: bool) -> None:
+        self.pid = pid
+        self.status = status
+        self.stdin = stdin  # -1 once closed
+        self.outputs = outputs  # "stdout"/"stderr" → our read end (tty: "stdout" is the master)
+        self.tty = tty
+
+    def write(self, data: bytes) -> None:
+        if self.stdin < 0:
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.stdin, view)
+            except BlockingIOError:
+                continue
+            except OSError:  # the process closed its stdin or exited
+                return
+            view = view[n:]
+
+    def close_stdin(self) -> None:
+        if self.tty:
+            self.write(b"\x04")  # EOF on a terminal is ^D, not a close
+        elif self.stdin >= 0:
+            os.close(self.stdin)
+            self.stdin = -1
+
+    def resize(self, width: int, height: int) -> None:
+        if self.tty:
+            fcntl.ioctl(self.outputs["stdout"], termios.TIOCSWINSZ,
+                        struct.pack("HHHH", height, width, 0, 0))
+
+    def exit_code(self, status: int) -> int:
+        return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+    def close(self) -> None:
+        fds = {self.stdin, *self.outputs.values()}
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.stdin = -1
+
+
+def _args(cid: str, command: Sequence[str], env: Sequence[str], pid_file: Path,
+          console: Path | None) -> list[str]:
+    args = ["exec", "--detach", "--pid-file", str(pid_file)]
+    if console is not None:
+        args += ["--tty", "--console-socket", str(console)]
+    for item in env:
+        args += ["--env", item]
+    return [*args, cid, *command]
+
+
+async def start(runtime: Runtime, cid: str, command: Sequence[str], env: Sequence[str], *,
+                tty: bool) -> ExecProcess:
+    """Start `command` in container `cid`; RuntimeError_ with the runtime's text on failure."""
+    if not command:
+        raise ValueError("exec needs a command")
+    work = Path(tempfile.mkdtemp(prefix="exec-", dir=runtime.root))
+    try:
+        if tty:
+            return await _start_tty(runtime, cid, command, env, work)
+        return await _start_pipes(runtime, cid, command, env, work)
+    finally:
+        for p in work.iterdir():
+            p.unlink()
+        work.rmdir()
+
+
+async def _start_pipes(runtime: Runtime, cid: str, command: Sequence[str],
+                       env: Sequence[str], work: Path) -> ExecProcess:
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        result = await runtime.call(_args(cid, command, env, work / "pid", None),
+                                    stdin=in_r, stdout=out_w, stderr=err_w)
+    finally:
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+    if not result.ok:
+        for fd in (in_w, out_r, err_r):
+            os.close(fd)
+        raise RuntimeError_(result.error)
+    pid = int((work / "pid").read_text())
+    for fd in (in_w, out_r, err_r):
+        os.set_blocking(fd, False)
+    return ExecProcess(pid, runtime.reaper.watch(pid), stdin=in_w,
+                       outputs={"stdout": out_r, "stderr": err_r}, tty=False)
+
+
+async def _start_tty(runtime: Runtime, cid: str, command: Sequence[str], env: Sequence[str],
+                     work: Path) -> ExecProcess:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(work / "console.sock"))
+    listener.listen(1)
+    listener.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        pid_, log = runtime.start_call(_args(cid, command, env, work / "pid",
+                                             work / "console.sock"))
+        call = asyncio.ensure_future(runtime.finish_call(pid_, log))
+        accept = asyncio.ensure_future(loop.sock_accept(listener))
+        await asyncio.wait([call, accept], timeout=CONSOLE_TIMEOUT,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if not accept.done():
+            accept.cancel()
+            result = await call
+            raise RuntimeError_(result.error or "the runtime sent no terminal")
+        conn, _ = accept.result()
+        with conn:
+            conn.setblocking(True)
+            _, fds, _, _ = await asyncio.to_thread(socket.recv_fds, conn, 1024, 1)
+        result = await call
+        if not fds:
+            raise RuntimeError_("the runtime sent no terminal")
+        master = fds[0]
+        if not result.ok:
+            os.close(master)
+            raise RuntimeError_(result.error)
+    finally:
+        listener.close()
+    pid = int((work / "pid").read_text())
+    os.set_blocking(master, False)
+    return ExecProcess(pid, runtime.reaper.watch(pid), stdin=master,
+                       outputs={"stdout": master}, tty=True)
