@@ -39,8 +39,8 @@ uki: bootstrap ## assemble target/mvirt-one.efi from its parts
 menuconfig: bootstrap ## edit the kernel config; changes are folded back into kernel.config
 	$(DOIT) $(DOIT_ARGS) menuconfig
 
-run: bootstrap ## boot the freshly built UKI in qemu
-	$(DOIT) $(DOIT_ARGS) run
+run: bootstrap ## boot the freshly built UKI in qemu (doit reserves `run`: the task is run_vm)
+	$(DOIT) $(DOIT_ARGS) run_vm
 
 clean: bootstrap ## remove build outputs (keeps the kernel source)
 	$(DOIT) $(DOIT_ARGS) clean_build

@@ -19,13 +19,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The venv is rebuilt when requirements.txt changes (its hash is kept inside the venv).
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+# The venv is rebuilt when requirements.txt or pyproject.toml changes (their hash is kept inside
+# the venv).
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: creating .venv from requirements.txt" >&2
   rm -rf .venv
   /usr/bin/python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+  # compat mode puts the checkout on sys.path, so packages generated later (oneproto/, by
+  # `doit proto`) import too; the default editable finder only maps what exists now.
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . \
+      --config-settings editable_mode=compat
   echo "$want" > .venv/.requirements.sha256
 fi
