@@ -93,3 +93,12 @@ def test_initramfs_detection(tmp_path: Path) -> None:
     assert root_is_initramfs(str(m))
     m.write_text("/dev/vda / ext4 rw 0 0\n")
     assert not root_is_initramfs(str(m))
+
+
+def test_fs_type_takes_the_longest_mount_point(tmp_path: Path) -> None:
+    from init.services.pod.rootfs import fs_type
+
+    m = tmp_path / "mounts"
+    m.write_text("rootfs / rootfs rw 0 0\ntmpfs /var/lib/x tmpfs rw 0 0\n")
+    assert fs_type(Path("/var/lib/x/pods"), str(m)) == "tmpfs"
+    assert fs_type(Path("/var/lib/xy"), str(m)) == "rootfs"

@@ -40,3 +40,35 @@ def release(where: Path, mounted: bool) -> None:
         except OSError as e:
             LOG.error("unmounting %s: %s", where / "rootfs", e)
     shutil.rmtree(where, ignore_errors=True)
+
+
+def fs_type(path: Path, mounts: str = "/proc/self/mounts") -> str:
+    """The type of the filesystem `path` is on (the longest mount point that contains it)."""
+    best, kind = "", ""
+    try:
+        with open(mounts) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    target = str(path.resolve())
+    for line in lines:
+        words = line.split()
+        if len(words) < 3:
+            continue
+        point = words[1]
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, words[2]
+    return kind
+
+
+def ensure_upper_fs(path: Path) -> None:
+    """In the VM the data directory is on the initramfs (ramfs: no xattrs, so no overlay upper
+    there, and no size limit): give the pods a tmpfs, which takes both."""
+    path.mkdir(parents=True, exist_ok=True)
+    if fs_type(path) in ("rootfs", "ramfs"):
+        try:
+            libc.mount("tmpfs", str(path), "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=0711")
+            LOG.info("pods on a tmpfs at %s", path)
+        except OSError as e:
+            LOG.error("tmpfs for the pods at %s: %s (copies instead of overlays)", path, e)

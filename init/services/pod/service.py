@@ -50,6 +50,7 @@ class PodService:
         self._address = address
         self._resolv_conf = resolv_conf
         self.pods: dict[str, Pod] = {}
+        self._prepared = False
 
     # --- what Health, Shutdown and RemoveImage ask ------------------------------------------
 
@@ -103,6 +104,9 @@ class PodService:
                       for i, s in enumerate(specs)]
         pod = Pod(pod_id, name or pod_id, pod_dir, containers)
         self.pods[pod_id] = pod  # from here on, the id is taken
+        if not self._prepared:
+            rootfs.ensure_upper_fs(self.dir)
+            self._prepared = True
         async with pod.busy:
             shutil.rmtree(pod_dir, ignore_errors=True)  # leftovers of an earlier init
             pod_dir.mkdir(parents=True)
@@ -201,6 +205,10 @@ class PodService:
                     c.state = CState.RUNNING
             if pod.error:
                 await self._stop(pod, 0.0, locked=True)
+        from init.system import meminfo
+
+        # The memory the init itself costs with pods running: a figure the issue asks for.
+        LOG.info("pod %s %s; %s", pod_id, pod.state.name, meminfo.summary())
         return pod
 
     async def stop(self, pod_id: str, grace: float) -> Pod:
