@@ -215,6 +215,9 @@ def test_exec_with_and_without_tty(env: Env) -> None:
     out, err, code = _exec(env, "box", "main", ["sh", "-c", "cat; echo oops >&2; exit 7"],
                            stdin=b"from stdin\n")
     assert (out, err, code) == (b"from stdin\n", b"oops\n", 7)
+    big = os.urandom(3 << 20)  # more than any pipe holds: stdin and stdout both back up
+    out, _, code = _exec(env, "box", "main", ["cat"], stdin=big)
+    assert code == 0 and out == big
     out, _, code = _exec(env, "box", "main", ["sh"], tty=True, resize=(100, 30),
                          stdin=b"busybox stty size; busybox tty; exit 5\n")
     text = out.decode(errors="replace")

@@ -187,10 +187,10 @@ async def exec_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
         async for msg in stream:
             kind = msg.WhichOneof("input")
             if kind == "stdin":
-                proc.write(msg.stdin)
+                await proc.write(msg.stdin)
             elif kind == "resize":
                 proc.resize(msg.resize.width, msg.resize.height)
-        proc.close_stdin()
+        await proc.close_stdin()
 
     feeder = asyncio.ensure_future(feed())
     try:

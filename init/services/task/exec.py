@@ -34,22 +34,28 @@ class ExecProcess:
         self.outputs = outputs  # "stdout"/"stderr" → our read end (tty: "stdout" is the master)
         self.tty = tty
 
-    def write(self, data: bytes) -> None:
-        if self.stdin < 0:
-            return
+    async def write(self, data: bytes) -> None:
+        """Write all of `data`, waiting (not spinning) while the pipe or terminal is full."""
+        loop = asyncio.get_running_loop()
         view = memoryview(data)
-        while view:
+        while view and self.stdin >= 0:
             try:
                 n = os.write(self.stdin, view)
             except BlockingIOError:
+                writable = loop.create_future()
+                loop.add_writer(self.stdin, writable.set_result, None)
+                try:
+                    await writable
+                finally:
+                    loop.remove_writer(self.stdin)
                 continue
-            except OSError:  # the process closed its stdin or exited
+            except OSError:  # the process closed its stdin or exited: the rest is dropped
                 return
             view = view[n:]
 
-    def close_stdin(self) -> None:
+    async def close_stdin(self) -> None:
         if self.tty:
-            self.write(b"\x04")  # EOF on a terminal is ^D, not a close
+            await self.write(b"\x04")  # EOF on a terminal is ^D, not a close
         elif self.stdin >= 0:
             os.close(self.stdin)
             self.stdin = -1
