@@ -271,6 +271,9 @@ def test_bad_requests(env: Env) -> None:
     env.stub.CreatePod(one_pb2.CreatePodRequest(id="p", containers=[good]), timeout=CALL)
     assert code(one_pb2.CreatePodRequest(id="p", containers=[good])) == \
         grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(grpc.RpcError) as info:  # the pod's container uses the image
+        env.stub.RemoveImage(one_pb2.RemoveImageRequest(reference=env.image), timeout=CALL)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(grpc.RpcError) as info:
         env.stub.StopPod(one_pb2.StopPodRequest(id="nope"), timeout=CALL)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
