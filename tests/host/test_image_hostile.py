@@ -193,3 +193,37 @@ def test_layer_not_matching_diff_id(image_service: ImageService,
     with pytest.raises(DigestMismatch, match="diff_id"):
         pull(image_service, f"{image_registry.address}/hostile:diffid")
     assert_store_clean(image_service)
+
+
+def test_retries_on_429_and_5xx(image_service: ImageService, image_proxy: Proxy,
+                                busybox_image: Pushed) -> None:
+    image_proxy.fail_next = [503, 429, 502]
+    image = pull(image_service, f"{image_proxy.address}/{busybox_image.name}")
+    assert image.digest == busybox_image.digest
+    assert [s for _, _, s in image_proxy.log[:4]] == [503, 429, 502, 200]
+
+
+def test_too_many_failures_is_a_clear_error(image_service: ImageService, image_proxy: Proxy,
+                                            busybox_image: Pushed) -> None:
+    image_proxy.fail_next = [503] * 10
+    with pytest.raises(RegistryError, match=r"HTTP 503 .*after 4 attempts"):
+        pull(image_service, f"{image_proxy.address}/{busybox_image.name}")
+    assert_store_clean(image_service)
+
+
+def test_blob_redirect_carries_no_credentials(image_service: ImageService, image_proxy: Proxy,
+                                              image_registry: Registry,
+                                              busybox_image: Pushed) -> None:
+    """Registries send blobs from their storage by redirect; the token stays with the
+    registry."""
+    storage = Proxy(image_registry.address).start()
+    try:
+        image_proxy.auth = "bearer"
+        image_proxy.redirect_blobs = storage.address
+        image = pull(image_service, f"{image_proxy.address}/{busybox_image.name}")
+        assert image.digest == busybox_image.digest
+        assert storage.requests("GET", "blobs")
+        assert {auth for _, auth in storage.authorizations} == {None}
+        assert any(auth for path, auth in image_proxy.authorizations if "/manifests/" in path)
+    finally:
+        storage.stop()
