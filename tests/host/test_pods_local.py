@@ -294,3 +294,31 @@ def test_unknown_image_and_missing_binary_fail_readably(env: Env) -> None:
     assert pod.state == one_pb2.POD_STATE_FAILED, pod
     assert "not-there" in pod.error_message, pod
     assert env.stub.Health(one_pb2.Empty(), timeout=CALL).healthy
+
+
+def test_the_frozen_init_runs_a_pod(tmp_path: Path, image_registry: Registry,
+                                    busybox_image: Pushed) -> None:
+    """The PyInstaller tree (what the VM runs): every pod module made it into the freeze."""
+    from tests.host.test_api_local import FROZEN
+
+    if not FROZEN.exists():
+        pytest.skip(f"{FROZEN} missing: run `.venv/bin/doit init`")
+    sock = tmp_path / "api.sock"
+    init = LocalInit(tmp_path, f"unix:{sock}", [str(FROZEN), "--runtime",
+                                                 _runtime("crun", tmp_path)])
+    try:
+        init.wait_for(r"phase ready")
+        with grpc.insecure_channel(f"unix:{sock}") as channel:
+            stub = one_pb2_grpc.OneServiceStub(channel)  # type: ignore[no-untyped-call]
+            env = Env(init, stub, f"{image_registry.address}/{busybox_image.name}")
+            run_pod(env, "f", ctr("c", env.image, "sh", "-c", "echo hi; exec busybox sleep 60"))
+            assert _exec(env, "f", "c", ["sh", "-c", "exit 4"]) == (b"", b"", 4)
+            assert _exec(env, "f", "c", ["sh"], tty=True, stdin=b"exit 2\n")[2] == 2
+            stopped = stub.StopPod(one_pb2.StopPodRequest(id="f", timeout_seconds=1),
+                                   timeout=CALL)
+            assert stopped.state == one_pb2.POD_STATE_STOPPED
+            assert logs(env, "f") == (b"hi\n", b"")
+            stub.DeletePod(one_pb2.DeletePodRequest(id="f"), timeout=CALL)
+    finally:
+        assert init.stop() == 0, init.log()
+    assert not re.search(r"Traceback|internal error", init.log()), init.log()
