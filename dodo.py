@@ -197,13 +197,19 @@ def task_hosttools() -> dict[str, Any]:
     }
 
 
+def _onectl_run(argv: list[str]) -> Any:
+    # Imported when the task runs, not when the graph loads: onectl needs the generated
+    # oneproto/ stubs, which a fresh clone only has after `doit proto`.
+    from onectl.cli import run_main
+
+    return run_main(argv)
+
+
 def task_run_vm() -> dict[str, Any]:
     """boot the freshly built UKI in qemu (onectl run --console); Ctrl-C stops the VM"""
     # Not `run`: doit reserves that word for its own command (as `clean`, see clean_build).
-    from onectl.cli import run_main
-
     return {
-        "actions": [(run_main, [["run", "--console", str(T / "mvirt-one.efi")]])],
+        "actions": [(_onectl_run, [["run", "--console", str(T / "mvirt-one.efi")]])],
         "file_dep": [str(T / "mvirt-one.efi")],
         "task_dep": ["hosttools"],
         "uptodate": [False],
