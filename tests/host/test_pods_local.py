@@ -322,3 +322,24 @@ def test_the_frozen_init_runs_a_pod(tmp_path: Path, image_registry: Registry,
     finally:
         assert init.stop() == 0, init.log()
     assert not re.search(r"Traceback|internal error", init.log()), init.log()
+
+
+def test_shutdown_stops_running_pods(tmp_path: Path, image_registry: Registry,
+                                     busybox_image: Pushed) -> None:
+    sock = tmp_path / "api.sock"
+    init = LocalInit(tmp_path, f"unix:{sock}", [*SOURCE_INIT, "--runtime",
+                                                 _runtime("runc", tmp_path)])
+    try:
+        init.wait_for(r"phase ready")
+        with grpc.insecure_channel(f"unix:{sock}") as channel:
+            stub = one_pb2_grpc.OneServiceStub(channel)  # type: ignore[no-untyped-call]
+            env = Env(init, stub, f"{image_registry.address}/{busybox_image.name}")
+            run_pod(env, "s", ctr("c", env.image, "busybox", "sleep", "600"))
+            pid = int((tmp_path / "data/pods/s/containers/c/pid").read_text())
+            stub.Shutdown(one_pb2.ShutdownRequest(timeout_seconds=1), timeout=CALL)
+        assert init.proc.wait(timeout=30) == 0, init.log()
+    finally:
+        init.stop()
+    with pytest.raises(ProcessLookupError):  # killed after the 1 s grace, and reaped
+        os.kill(pid, 0)
+    assert re.search(r"container s_0 exited \(code 137\)", init.log()), init.log()
