@@ -50,6 +50,11 @@ HIDDEN_IMPORTS = (
     "grpclib.server",
     "oneproto.one_grpc",
     "oneproto.one_pb2",
+    # The network phase imports its modules when it runs (init/app.py, init/net/interface.py).
+    "init.net.boot",
+    "init.net.dhcp4",
+    "init.net.ipv6.dhcp6",
+    "pyroute2.dhcp.client",
 )
 
 

@@ -54,6 +54,7 @@ async def log_state(manager: NetworkManager) -> None:
     except Exception as e:
         LOG.error("network: cannot read the interfaces: %s", e)
         return
+    configured = set(manager.names)  # not lo, nor the kernel's sit0 and the like
     for state in states:
-        if not state.loopback:
+        if state.name in configured:
             LOG.info("network %s", describe(state))
