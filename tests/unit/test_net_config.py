@@ -152,3 +152,12 @@ def test_dhcp4_info_classful_fallback_and_bad_options() -> None:
     assert info.routers == ("192.168.5.1",)
     assert info.dns == () and info.domain == "" and info.mtu is None
     assert info.lease_seconds is None  # -1: infinite
+
+
+def test_interfaces_is_live_state_with_lease_data(tmp_path: Path) -> None:
+    """What GetNetworkInfo gets in PID 1 mode: netinfo's live dump (read-only here) + leases."""
+    import asyncio
+
+    mgr = NetworkManager(NetSettings(resolv_conf=tmp_path / "resolv.conf", interfaces=()))
+    states = asyncio.run(mgr.interfaces())
+    assert any(s.name == "lo" and s.loopback for s in states)
