@@ -262,7 +262,13 @@ class Dhcp4Client(AsyncDHCPClient):  # type: ignore[misc]
 
     def _hook_for(self, trigger: Trigger) -> Any:
         async def hook(lease: Lease) -> None:
-            await self._on_lease(trigger, info_from_ack(lease.ack, lease.obtained))
+            # pyroute2 logs a failing hook at error under its own logger, which we demote to
+            # debug: a lease that cannot be applied must be seen, so say it here.
+            try:
+                await self._on_lease(trigger, info_from_ack(lease.ack, lease.obtained))
+            except Exception as e:
+                LOG.warning("dhcp4 %s: %s lease not applied: %r", self.config.interface,
+                            trigger, e)
 
         hook.__name__ = f"mvirt_one_{trigger}"
         return hook
