@@ -343,3 +343,6 @@ def test_shutdown_stops_running_pods(tmp_path: Path, image_registry: Registry,
     with pytest.raises(ProcessLookupError):  # killed after the 1 s grace, and reaped
         os.kill(pid, 0)
     assert re.search(r"container s_0 exited \(code 137\)", init.log()), init.log()
+    # Nothing left mounted on the host; the logs stay.
+    assert str(tmp_path) not in Path("/proc/self/mounts").read_text()
+    assert (tmp_path / "data/pods/s/containers/c/stdout.log").exists()

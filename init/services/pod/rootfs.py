@@ -33,12 +33,16 @@ def prepare(image_rootfs: Path, where: Path) -> tuple[Path, bool]:
     return root, False
 
 
+def unmount(where: Path) -> None:
+    try:
+        libc.umount(str(where / "rootfs"), libc.MNT_DETACH)
+    except OSError as e:
+        LOG.error("unmounting %s: %s", where / "rootfs", e)
+
+
 def release(where: Path, mounted: bool) -> None:
     if mounted:
-        try:
-            libc.umount(str(where / "rootfs"), libc.MNT_DETACH)
-        except OSError as e:
-            LOG.error("unmounting %s: %s", where / "rootfs", e)
+        unmount(where)
     shutil.rmtree(where, ignore_errors=True)
 
 

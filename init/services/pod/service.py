@@ -61,7 +61,18 @@ class PodService:
         return RunningCounts(pods, len(running))
 
     async def stop_all(self, grace_seconds: float) -> None:
-        await asyncio.gather(*(self._stop(p, grace_seconds) for p in list(self.pods.values())))
+        """On the way down: stop everything, then drop the runtime's state and the overlay
+        mounts (in local mode they would outlive us on the host); the logs stay on disk."""
+        pods = list(self.pods.values())
+        await asyncio.gather(*(self._stop(p, grace_seconds) for p in pods))
+        for pod in pods:
+            for c in pod.containers:
+                if c.pid:
+                    with contextlib.suppress(RuntimeError_):
+                        await self.runtime.delete(c.runtime_id)
+                if c.overlay:
+                    rootfs.unmount(c.dir)
+                    c.overlay = False
 
     def image_in_use(self, digest: str) -> bool:
         return any(c.image_digest == digest for p in self.pods.values() for c in p.containers)
