@@ -38,6 +38,8 @@ EXCLUDES = (
     # protobuf's upb extension drags in libstdc++. Without it protobuf falls back to pure Python:
     # the api phase is ~15 % slower (80 vs 67 ms on the host), the tree 2.7 MB smaller.
     "google._upb",
+    # zstandard imports its C backend; the cffi twin PyInstaller would also take is 1.1 MB more.
+    "zstandard.backend_cffi", "zstandard._cffi", "cffi", "_cffi_backend",
 )
 
 # Imported lazily by our own code (inside functions), so listed for PyInstaller's analysis.
@@ -55,6 +57,9 @@ HIDDEN_IMPORTS = (
     "init.net.dhcp4",
     "init.net.ipv6.dhcp6",
     "pyroute2.dhcp.client",
+    # The image service loads its puller (http.client, tarfile, zstandard) on the first pull.
+    "init.services.image.puller",
+    "zstandard",
 )
 
 
