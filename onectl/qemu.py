@@ -77,6 +77,10 @@ class VmSpec:
             if not OVMF.exists():
                 raise VmError(f"{OVMF} missing: apt-get install ovmf")
             argv += ["-bios", str(OVMF), "-kernel", str(self.kernel)]
+            if self.append:
+                # OVMF hands -append to the UKI as its load options; systemd-stub then uses them
+                # instead of the embedded .cmdline (unsigned image, no Secure Boot).
+                argv += ["-append", self.append]
         else:
             argv += ["-kernel", str(self.kernel)]
             if self.initrd:

@@ -37,8 +37,10 @@ GUEST_REGISTRY = "10.0.2.100:5000"
 
 def test_pod_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
                        busybox_image: Pushed, machines: list[Machine]) -> None:
+    # The UKI itself, at 128 MiB: OVMF passes -append as the image's load options, which
+    # systemd-stub uses instead of the embedded command line (unsigned, no Secure Boot).
     config = MachineConfig(
-        kernel=artifacts.bzimage, boot="direct", initrd=artifacts.initramfs,
+        kernel=artifacts.uki, boot="uefi",
         append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
         net="restricted", guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{image_proxy.address}"],
         accel="tcg", memory_mib=128)
