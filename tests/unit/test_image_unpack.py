@@ -187,3 +187,14 @@ def test_xattrs_where_allowed(root: Path) -> None:
         assert os.getxattr(root / "f", "user.k") == b"v"
     except OSError as e:  # tmpfs without user xattrs: the layer still applies
         assert e.errno in (errno.ENOTSUP, errno.EPERM)
+
+
+def test_as_a_user_directories_stay_writable(root: Path) -> None:
+    """Local mode without root: a read-only directory from one layer still takes the next
+    layer's files (no CAP_DAC_OVERRIDE to rely on)."""
+    with LayerApplier(root) as applier:
+        applier.is_root = False
+        applier.apply(io.BytesIO(tar_layer([Entry("ro/", "dir", mode=0o555)])))
+        assert stat.S_IMODE((root / "ro").stat().st_mode) == 0o755
+        applier.apply(io.BytesIO(tar_layer([Entry("ro/later", data=b"x")])))
+    assert (root / "ro" / "later").read_text() == "x"

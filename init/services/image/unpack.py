@@ -257,9 +257,12 @@ class LayerApplier:
         reader.drain()  # the tar's end padding belongs to the diff_id too
         # Directory modes and times last: a read-only directory must still take its children,
         # and writing children changes a directory's mtime.
+        # As a user (local mode), keep directories writable for us: a later layer must still be
+        # able to add to a directory an earlier one made read-only (root needs no such help).
+        keep = 0 if self.is_root else 0o700
         for parts, m in reversed(dirs):
             with suppress(FileNotFoundError, UnsafeLayer), self._dir(parts, create=False) as fd:
-                os.chmod(fd, m.mode & 0o7777)
+                os.chmod(fd, (m.mode & 0o7777) | keep)
                 os.utime(fd, ns=(self._mtime_ns(m), self._mtime_ns(m)))
         if diff_id is not None:
             got = "sha256:" + reader.hasher.hexdigest()
