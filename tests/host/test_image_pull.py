@@ -131,6 +131,17 @@ def test_second_pull_transfers_nothing(image_service: ImageService, image_proxy:
     assert image_proxy.log == []  # by digest: not even a HEAD
 
 
+def test_ensure_uses_the_local_image_without_network(image_service: ImageService,
+                                                    image_proxy: Proxy,
+                                                    busybox_image: Pushed) -> None:
+    ref = f"{image_proxy.address}/{busybox_image.name}"
+    first = asyncio.run(image_service.ensure(ref))  # not there: pulled
+    assert image_proxy.requests("GET", "blobs")
+    image_proxy.log.clear()
+    assert asyncio.run(image_service.ensure(ref)) == first
+    assert image_proxy.log == []
+
+
 def test_concurrent_pulls_do_the_work_once(image_service: ImageService, image_proxy: Proxy,
                                            busybox_image: Pushed) -> None:
     tag = f"{image_proxy.address}/{busybox_image.name}"

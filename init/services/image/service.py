@@ -131,6 +131,14 @@ class ImageService:
                 listeners.remove(progress_cb)
         return self._image(digest)
 
+    async def ensure(self, ref: str, progress_cb: ProgressCallback | None = None) -> Image:
+        """The image if it is already local (no network at all, not even for a tag), else
+        `pull`: what CreatePod wants ("pulls each container's image if not present")."""
+        try:
+            return self.get(ref)
+        except ImageNotFound:
+            return await self.pull(ref, progress_cb)
+
     def _finished(self, key: str) -> None:
         self._inflight.pop(key, None)
         if not self._listeners.get(key):
