@@ -53,7 +53,10 @@ def record_ref(store: Store, ref: Reference, image: str, index_digest: str | Non
             if meta is not None and index_digest not in meta["index_digests"]:
                 meta["index_digests"].append(index_digest)
                 store.write_meta(image, meta)
-    store.update_refs(lambda refs: refs.__setitem__(str(ref), image))
+    def add(refs: dict[str, str]) -> None:
+        refs[str(ref)] = image
+
+    store.update_refs(add)
 
 
 class Puller:

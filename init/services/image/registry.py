@@ -301,9 +301,10 @@ class RegistryClient:
                 raise RegistryError(f"{self.ref.registry}: blob {digest}: {_error_text(resp)}")
             start = 0
             if resp.status == 206:
-                content_range = resp.headers.get("Content-Range", "")
-                start = int(content_range.split()[-1].split("-")[0]) \
-                    if content_range.startswith("bytes ") else -1
+                # "bytes START-END/TOTAL"; anything else and we start over.
+                words = resp.headers.get("Content-Range", "").split()
+                first = words[-1].split("-")[0] if len(words) == 2 and words[0] == "bytes" else ""
+                start = int(first) if first.isdigit() else -1
             if start != done:
                 # The server ignored our Range (200) or answered another one: start over.
                 out.seek(0)
