@@ -160,7 +160,7 @@ class PodService:
         from init.services.image.errors import ImageError
 
         try:
-            image = await self.images.pull(c.spec.image)
+            image = await self.images.ensure(c.spec.image)  # API.md: "if not present"
         except ImageError as e:
             raise RuntimeError_(f"image {c.spec.image}: {e}") from e
         c.image_digest = image.digest
