@@ -150,8 +150,12 @@ def test_silent_network_does_not_block_and_a_late_server_is_found(link: peers.Li
 def test_garbage_on_the_wire_does_not_stop_the_client(link: peers.Link) -> None:
     """A rogue sender floods port 68 with truncated, corrupt and foreign replies while dnsmasq
     answers: the client ignores the junk (at debug) and gets its lease."""
-    junk = subprocess.Popen(link.server([sys.executable, "-c", _JUNK_SENDER]), cwd=ROOT)
+    junk = subprocess.Popen(link.server([sys.executable, "-c", _JUNK_SENDER]), cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
     try:
+        # The flood must be on the wire before the client starts: against a fast dnsmasq the
+        # whole exchange takes ~40 ms, less than the junk sender's interpreter start.
+        assert junk.stdout is not None and junk.stdout.readline().strip() == "flooding"
         server, _ = peers.dnsmasq(link, ipv6=False)
         client = peers.Client(link, "--no-ipv6", "--log-level", "debug")
         try:
@@ -176,6 +180,7 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
 s.bind(("10.77.0.1", 0))
 rng = random.Random(7)
 end = time.monotonic() + 60
+announced = False
 while time.monotonic() < end:
     choice = rng.randrange(4)
     if choice == 0:
@@ -193,7 +198,10 @@ while time.monotonic() < end:
         s.sendto(data, ("255.255.255.255", 68))
     except OSError:
         pass
-    time.sleep(0.01)
+    if not announced:
+        print("flooding", flush=True)
+        announced = True
+    time.sleep(0.002)
 """
 
 
