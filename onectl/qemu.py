@@ -37,6 +37,17 @@ def kvm_usable() -> bool:
     return any(line.startswith(("kvm_intel ", "kvm_amd ")) for line in modules.splitlines())
 
 
+def host_tsc_khz() -> int | None:
+    """The host's TSC frequency in kHz, from /proc/cpuinfo (None if it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return int(float(line.split(":", 1)[1]) * 1000)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def find_qemu() -> str:
     path = shutil.which("qemu-system-x86_64")
     if path is None:
@@ -85,8 +96,16 @@ class VmSpec:
             argv += ["-kernel", str(self.kernel)]
             if self.initrd:
                 argv += ["-initrd", str(self.initrd)]
-            if self.append:
-                argv += ["-append", self.append]
+            append = self.append
+            khz = host_tsc_khz() if not use_kvm and not pci else None
+            if append is not None and khz:
+                # microvm has no HPET or PM timer: under TCG the kernel calibrates the TSC
+                # against the PIT, which fails when the host is busy, and then hangs before
+                # /init ("tsc: Unable to calibrate against PIT"). TCG's guest TSC is the host's,
+                # so its frequency can be given instead of measured.
+                append += f" tsc_early_khz={khz}"
+            if append:
+                argv += ["-append", append]
         if self.vhost_user_vsock is not None:
             # vhost-user needs the guest's memory shared with the vsock daemon.
             argv += ["-object", f"memory-backend-memfd,id=mem,size={self.memory_mib}M,share=on",
