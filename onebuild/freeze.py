@@ -1,9 +1,9 @@
 """Freeze the Python init with PyInstaller.
 
-Two routes (ENVIRONMENT.md measured both): `--onedir`, a tree that the initramfs carries as is and
-that starts fastest; and `--onefile` + staticx, one static ELF (`target/mvirt-one`) for users who
-want a single binary, which unpacks itself into /tmp (RAM) at every start. The onedir tree is the
-default in the initramfs; the README has the figures.
+Two routes: `--onedir`, a tree that the initramfs carries as is and that starts fastest; and
+`--onefile` + staticx, one static ELF (`target/mvirt-one`) for users who want a single binary,
+which unpacks itself into /tmp (RAM) at every start. The onedir tree is the default in the
+initramfs; the README has the figures of both.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from onebuild.tools import BuildError, run, step
 
 ENTRY = paths.ROOT / "init" / "__main__.py"
 NAME = "init"
+ONEDIR = paths.TARGET / "init"  # the onedir tree: ONEDIR/NAME is the executable
+STATIC = paths.TARGET / "mvirt-one"
 
 # Modules the init never uses; PyInstaller would otherwise follow optional imports into them.
 EXCLUDES = (
@@ -86,7 +88,7 @@ def _pyinstaller(mode: str, dist: Path, work: Path) -> None:
 
 def freeze_onedir() -> None:
     """target/init/: the onedir tree (executable `init` + `_internal/`)."""
-    out = paths.TARGET / "init"
+    out = ONEDIR
     work = paths.TARGET / "freeze" / "onedir"
     with step("Freezing the init (PyInstaller --onedir)"):
         shutil.rmtree(out, ignore_errors=True)
@@ -98,7 +100,7 @@ def freeze_onedir() -> None:
 
 def freeze_static() -> None:
     """target/mvirt-one: one static ELF (PyInstaller --onefile, then staticx)."""
-    out = paths.TARGET / "mvirt-one"
+    out = STATIC
     work = paths.TARGET / "freeze" / "onefile"
     with step("Freezing the init as one static ELF (PyInstaller --onefile + staticx)"):
         shutil.rmtree(work, ignore_errors=True)

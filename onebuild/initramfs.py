@@ -21,6 +21,11 @@ from onebuild.tools import BuildError, run, step
 
 SKELETON = paths.ROOT / "initramfs" / "rootfs"
 TREE = paths.TARGET / "initramfs.root"
+CPIO_GZ = paths.TARGET / "initramfs.cpio.gz"
+CPIO_ZST = paths.TARGET / "initramfs.cpio.zst"  # what the UKI carries
+MANIFEST = paths.TARGET / "initramfs.tree.txt"
+OUTPUTS = (TREE, CPIO_GZ, CPIO_ZST, MANIFEST)
+ROOTFS_IMAGE = paths.TARGET / "rootfs.raw"
 INIT_DIR = "usr/lib/mvirt-one"  # the onedir bundle; /init is a symlink to its executable
 BUNDLE_LIBS = (f"{INIT_DIR}/_internal",)
 
@@ -109,14 +114,13 @@ def build() -> None:
     with step("Assembling the initramfs tree"):
         assemble(TREE)
     with step("Archiving target/initramfs.cpio.gz and .zst"):
-        archive(TREE, paths.TARGET / "initramfs.cpio.gz",
-                zstd_out=paths.TARGET / "initramfs.cpio.zst")
-        (paths.TARGET / "initramfs.tree.txt").write_text(_manifest(TREE))
+        archive(TREE, CPIO_GZ, zstd_out=CPIO_ZST)
+        MANIFEST.write_text(_manifest(TREE))
 
 
 def build_rootfs_image() -> None:
     """target/rootfs.raw: ext4 holding the same tree, for hypervisors that boot a disk root."""
-    out = paths.TARGET / "rootfs.raw"
+    out = ROOTFS_IMAGE
     staging = paths.TARGET / "rootfs.staging"
     with step("Building target/rootfs.raw (ext4)"):
         if not (TREE / "init").is_symlink():

@@ -8,6 +8,7 @@ needs; `one` adds only the static single-binary init, which has its own test bel
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -85,6 +86,35 @@ def test_editing_kernel_inputs_marks_the_kernel_for_rebuild(clone_a: Path) -> No
     version = clone_a / "kernel.version"
     version.write_text(version.read_text() + "\n")
     assert kernel_status() == "R"
+
+
+def _status(clone: Path) -> dict[str, str]:
+    """Each task's status letter from `doit list --status` (U up to date, R to run)."""
+    out = _doit(clone, "list", "--status", "--all")
+    return {name: letter for letter, name in re.findall(r"^(\w) (\w+)", out, re.M)}
+
+
+def test_editing_a_shared_build_module_marks_every_step_using_it(clone_a: Path) -> None:
+    subprocess.run(["git", "checkout", "-q", "--", "kernel.version"], cwd=clone_a, check=True)
+    steps = ("kernel", "runtime", "init", "initramfs", "uki")
+    assert {_status(clone_a)[step] for step in steps} == {"U"}
+    tools = clone_a / "onebuild" / "tools.py"
+    original = tools.read_text()
+    tools.write_text(original + "\n# a change doit must see\n")
+    status = _status(clone_a)
+    assert {step: status[step] for step in steps} == dict.fromkeys(steps, "R")
+    tools.write_text(original)
+    assert {_status(clone_a)[step] for step in steps} == {"U"}
+
+
+def test_everything_in_target_is_a_declared_target(clone_a: Path) -> None:
+    code = ("import dodo, json; print(json.dumps([t for n in dir(dodo) if n.startswith('task_')"
+            " for t in getattr(dodo, n)().get('targets', [])]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=clone_a, capture_output=True,
+                          text=True, check=True)
+    declared = {Path(t) if Path(t).is_absolute() else clone_a / t for t in json.loads(proc.stdout)}
+    written = set((clone_a / "target").iterdir())
+    assert written - declared == set()
 
 
 def test_two_clean_builds_are_byte_identical(clone_a: Path, tmp_path: Path) -> None:
