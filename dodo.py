@@ -41,9 +41,10 @@ def _param(name: str, env: str, default: str = "") -> dict[str, Any]:
 class OptionsUnchanged:
     """Up to date while `fingerprint(task.options)` is what it was at the last successful run.
 
-    doit parses a task's parameters (command line, else the default from the environment) into
-    task.options before it asks whether the task is up to date, so this sees exactly the values
-    the action will get.
+    task.options holds the task's parameters (command line, else the default from the
+    environment): exactly the values the action will get. doit fills it for tasks named on the
+    command line before this check, and for their dependencies only after it, hence the
+    init_options() (which parses once, and is a no-op when already done).
     """
 
     def __init__(self, fingerprint: Callable[[Mapping[str, Any]], str]) -> None:
@@ -54,6 +55,7 @@ class OptionsUnchanged:
         task.value_savers.append(lambda: {"options": self.current})
 
     def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        task.init_options()
         self.current = self.fingerprint(task.options)
         return bool(values.get("options") == self.current)
 
@@ -160,13 +162,18 @@ def task_static() -> dict[str, Any]:
 
 
 def task_initramfs() -> dict[str, Any]:
-    """build target/initramfs.cpio.{gz,zst}: skeleton + frozen init + runtime (reproducible)"""
-    from onebuild import freeze, initramfs, runtime
+    """build target/initramfs.cpio.{gz,zst}: skeleton + init + runtime + CAs (EXTRA_CA_CERTS=pem)"""
+    from onebuild import cacerts, freeze, initramfs, runtime
 
+    host_files = [str(host) for host, _package in initramfs.HOST_FILES.values()]
     return {
         "actions": [(initramfs.build, [], {})],
+        "params": [EXTRA_CA_CERTS],
         "file_dep": [*_files("initramfs/rootfs"), str(freeze.ONEDIR / freeze.NAME),
-                     str(runtime.RUNTIME_JSON), *step_sources("onebuild.initramfs")],
+                     str(runtime.RUNTIME_JSON), *map(str, cacerts.mozilla_files()), *host_files,
+                     *step_sources("onebuild.initramfs")],
+        # The site CAs are a dependency by content, whichever way their path was given.
+        "uptodate": [OptionsUnchanged(lambda o: cacerts.extra_fingerprint(o["extra_ca_certs"]))],
         "targets": [str(p) for p in initramfs.OUTPUTS],
         "clean": _remove(*initramfs.OUTPUTS),
     }

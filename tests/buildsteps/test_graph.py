@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.buildsteps import certs
 
 ROOT = Path(__file__).resolve().parents[2]
 DOIT = str(Path(sys.executable).parent / "doit")
@@ -23,9 +27,11 @@ OUTPUTS = ("initramfs.cpio.gz", "initramfs.cpio.zst", "mvirt-one.efi", "bzImage"
 pytestmark = pytest.mark.host
 
 
-def _doit(clone: Path, *args: str) -> str:
-    proc = subprocess.run([DOIT, *args], cwd=clone, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def _doit(clone: Path, *args: str, env: dict[str, str] | None = None, ok: bool = True) -> str:
+    """doit in `clone` (with `env` added to the environment); its output. `ok`: must succeed."""
+    proc = subprocess.run([DOIT, *args], cwd=clone, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    assert (proc.returncode == 0) == ok, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
 
 
@@ -70,6 +76,29 @@ def test_a_comment_only_edit_refreezes_but_stops_there(clone_a: Path) -> None:
     app = clone_a / "init" / "app.py"
     app.write_text(app.read_text() + "\n# a comment\n")
     assert _executed(_doit(clone_a, "uki")) == {"init"}
+
+
+def test_extra_ca_certs_rebuild_initramfs_and_uki_not_the_kernel(
+    clone_a: Path, tmp_path: Path
+) -> None:
+    pem = tmp_path / "site.pem"
+    env = {"EXTRA_CA_CERTS": str(pem)}  # as `make one EXTRA_CA_CERTS=...` passes it
+    bundle = clone_a / "target" / "initramfs.root" / "etc/ssl/certs/ca-certificates.crt"
+    first = certs.make_ca(tmp_path / "first").read_bytes()
+    pem.write_bytes(first)
+    assert _executed(_doit(clone_a, "uki", env=env)) == {"initramfs", "uki"}
+    assert bundle.read_bytes().endswith(first)
+    assert _executed(_doit(clone_a, "uki", env=env)) == set()
+    # a dependency by content: the same path with another certificate rebuilds
+    second = certs.make_ca(tmp_path / "second").read_bytes()
+    pem.write_bytes(second)
+    assert _executed(_doit(clone_a, "uki", env=env)) == {"initramfs", "uki"}
+    assert bundle.read_bytes().endswith(second) and first not in bundle.read_bytes()
+    pem.write_text("not a certificate\n")
+    failed = _doit(clone_a, "uki", env=env, ok=False)
+    assert f"EXTRA_CA_CERTS={pem}: no PEM certificate in it" in failed
+    assert _executed(_doit(clone_a, "uki")) == {"initramfs", "uki"}
+    assert second not in bundle.read_bytes()
 
 
 def test_editing_kernel_inputs_marks_the_kernel_for_rebuild(clone_a: Path) -> None:
@@ -122,6 +151,33 @@ def test_two_clean_builds_are_byte_identical(clone_a: Path, tmp_path: Path) -> N
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone_b)], check=True)
     _doit(clone_b, "uki")
     assert _digests(clone_b) == FIRST_BUILD
+
+
+@pytest.fixture(scope="module")
+def clone_runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone that only ever builds the runtime step (the static crun comes from the cache)."""
+    clone = tmp_path_factory.mktemp("graph") / "runtime"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    return clone
+
+
+def test_the_runtime_shipped_follows_the_task_parameter(clone_runtime: Path) -> None:
+    runc = shutil.which("runc")
+    assert runc, "runc is not installed: apt-get install runc"
+
+    def shipped() -> str:
+        info = json.loads((clone_runtime / "target/runtime/runtime.json").read_text())
+        return str(info["name"])
+
+    assert _executed(_doit(clone_runtime, "runtime")) == {"runtime"}
+    assert shipped() == "crun"
+    assert _executed(_doit(clone_runtime, "runtime", "--runtime", runc)) == {"runtime"}
+    assert shipped() == "runc"
+    assert _executed(_doit(clone_runtime, "runtime", "--runtime", runc)) == set()
+    # RUNTIME in the environment (how make passes it) is the parameter's default
+    assert _executed(_doit(clone_runtime, "runtime", env={"RUNTIME": runc})) == set()
+    assert _executed(_doit(clone_runtime, "runtime")) == {"runtime"}
+    assert shipped() == "crun"
 
 
 def _leftovers(clone: Path) -> list[str]:
