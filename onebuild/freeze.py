@@ -89,7 +89,7 @@ def _pyinstaller(mode: str, dist: Path, work: Path) -> None:
 def freeze_onedir() -> None:
     """target/init/: the onedir tree (executable `init` + `_internal/`)."""
     out = ONEDIR
-    work = paths.TARGET / "freeze" / "onedir"
+    work = paths.TARGET / "freeze-onedir"  # removed when done: not an output
     with step("Freezing the init (PyInstaller --onedir)"):
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
@@ -101,7 +101,7 @@ def freeze_onedir() -> None:
 def freeze_static() -> None:
     """target/mvirt-one: one static ELF (PyInstaller --onefile, then staticx)."""
     out = STATIC
-    work = paths.TARGET / "freeze" / "onefile"
+    work = paths.TARGET / "freeze-onefile"
     with step("Freezing the init as one static ELF (PyInstaller --onefile + staticx)"):
         shutil.rmtree(work, ignore_errors=True)
         _pyinstaller("onefile", work / "dist", work / "build")
