@@ -13,7 +13,8 @@ import pytest
 from init.services.image import ImageService
 from tests.fixtures.images.build import run
 from tests.fixtures.images.fixtures import Pushed
-from tests.fixtures.images.registry import Registry, tool
+from tests.fixtures.images.registry import Registry
+from tests.fixtures.tools import tool
 
 pytestmark = pytest.mark.host
 
