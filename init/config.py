@@ -82,6 +82,23 @@ def _text(value: str, where: str) -> str | None:
     return value or None  # empty: the default
 
 
+def _paths(value: str, where: str) -> tuple[Path, ...]:
+    return tuple(Path(v) for v in filter(None, value.split(",")))
+
+
+def _data_disk(value: str, where: str) -> str | None:
+    if value and not (value.startswith("/dev/") or value.startswith("LABEL=") and value[6:]):
+        raise ConfigError(f"{where}={value!r}: use a device path (/dev/vda) or LABEL=name")
+    return value or None
+
+
+def _size(value: str, where: str) -> str | None:
+    """A size as tmpfs takes it: bytes with an optional k/m/g suffix, or a percentage of RAM."""
+    if value and not re.fullmatch(r"(?:[1-9][0-9]{0,15}[kKmMgG]?|(?:[1-9][0-9]?|100)%)", value):
+        raise ConfigError(f"{where}={value!r}: use a size (512M, 2G) or a share of RAM (50%)")
+    return value or None
+
+
 def _ip(value: str, where: str) -> tuple[net_static.IpParam, ...]:
     try:
         return (net_static.parse(value),)
@@ -159,6 +176,12 @@ SETTINGS: tuple[Setting, ...] = (
             "timeout)", metavar="SECONDS", shown="10"),
     Setting("data_dir", "data_dir", "--data-dir", _path, Path("/var/lib/mvirt-one"),
             "images, bundles, pod overlays and logs", local_default=REQUIRED, metavar="DIR"),
+    Setting("data_disk", "data_disk", None, _data_disk, "LABEL=mvirt-one-data",
+            "the data directory's disk (formatted ext4 if blank); without one a tmpfs",
+            metavar="DEVICE"),
+    Setting("data_size", "data_size", None, _size, "50%",
+            "size of the data tmpfs when there is no data disk (a share of MemAvailable at "
+            "boot, or a size)", metavar="SIZE"),
     Setting("hooks_dir", None, "--hooks-dir", _path, Path("/etc/mvirt-one/boot.d"),
             "executables run once at start, in name order", local_default=None, metavar="DIR",
             shown="/etc/mvirt-one/boot.d / DATA_DIR/boot.d"),
@@ -178,6 +201,9 @@ SETTINGS: tuple[Setting, ...] = (
             Path("/etc/mvirt-one/registry-auth.json"),
             "registry credentials, Docker's `config.json` shape", local_default=None,
             metavar="PATH", shown="/etc/mvirt-one/registry-auth.json / none"),
+    Setting("ca_files", "ca_file", "--ca-file", _paths, (),
+            "PEM CA certificates trusted for registries besides the system bundle",
+            multi=True, metavar="PATH", shown="none"),
 )
 
 KNOWN_KEYS = tuple(dict.fromkeys(s.key for s in SETTINGS if s.key))
@@ -200,6 +226,9 @@ class Config:
     search: tuple[str, ...]
     insecure_registries: tuple[str, ...]
     registry_auth: Path | None
+    ca_files: tuple[Path, ...]
+    data_disk: str
+    data_size: str
     hostname_explicit: bool = False  # one.hostname given: a DHCP host name does not replace it
     unknown: tuple[str, ...] = ()  # one.* keys nobody knows, for the log
 
