@@ -87,7 +87,7 @@ def _paths(value: str, where: str) -> tuple[Path, ...]:
 
 
 def _data_disk(value: str, where: str) -> str | None:
-    if value and not (value.startswith("/dev/") or value.startswith("LABEL=") and value[6:]):
+    if value and not (value.startswith("/dev/") or (value.startswith("LABEL=") and value[6:])):
         raise ConfigError(f"{where}={value!r}: use a device path (/dev/vda) or LABEL=name")
     return value or None
 
