@@ -47,12 +47,14 @@ class MachineConfig:
     cid: int = 3
     accel: Literal["auto", "tcg", "kvm"] = "auto"
     console: bool = False  # echo the serial console to stdout (it always goes to console.log)
+    data_disk: Path | None = None  # an existing raw image (disk.ensure creates one)
 
     def vm_spec(self, vhost_socket: Path) -> VmSpec:
         return VmSpec(kernel=self.kernel, boot=self.boot, initrd=self.initrd, append=self.append,
                       machine="q35" if self.boot == "uefi" else "microvm",
                       memory_mib=self.memory_mib, cpus=self.cpus, rng=True, network=self.net,
-                      guestfwd=list(self.guestfwd), vhost_user_vsock=vhost_socket, accel=self.accel)
+                      guestfwd=list(self.guestfwd), vhost_user_vsock=vhost_socket,
+                      data_disk=self.data_disk, accel=self.accel)
 
 
 @dataclass
@@ -99,7 +101,7 @@ class Machine:
     def _resolve(self) -> tuple[tools.Host, Path]:
         """Everything the start needs from the host, checked before anything is started."""
         host = tools.probe_host(firmware=self.config.boot == "uefi")
-        for path in (self.config.kernel, self.config.initrd):
+        for path in (self.config.kernel, self.config.initrd, self.config.data_disk):
             if path is not None and not path.exists():
                 raise OnectlError(f"{path}: no such file")
         if len(str(self.ready_socket).encode()) > MAX_UNIX_PATH:

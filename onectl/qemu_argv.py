@@ -9,6 +9,9 @@ from typing import Literal
 
 from onectl.tools import Host
 
+# Block-device serial of the data disk: the guest reads it in /sys/block/vda/serial.
+DATA_DISK_SERIAL = "mvirt-one-data"
+
 
 @dataclass
 class VmSpec:
@@ -25,8 +28,14 @@ class VmSpec:
     network: Literal["none", "user", "restricted"] = "none"
     guestfwd: list[str] = field(default_factory=list)
     vhost_user_vsock: Path | None = None  # the vhost-device-vsock socket
+    data_disk: Path | None = None  # a raw image (or block device) the guest sees as /dev/vda
     accel: Literal["auto", "tcg", "kvm"] = "auto"
     extra: list[str] = field(default_factory=list)
+
+
+def _option_value(text: str) -> str:
+    """qemu splits option values at commas; a literal comma is written twice."""
+    return text.replace(",", ",,")
 
 
 def argv(spec: VmSpec, host: Host, *, qmp: Path) -> list[str]:
@@ -72,6 +81,10 @@ def argv(spec: VmSpec, host: Host, *, qmp: Path) -> list[str]:
                  "-machine", "memory-backend=mem",
                  "-chardev", f"socket,id=vsock0,path={spec.vhost_user_vsock}",
                  "-device", device("vhost-user-vsock") + ",chardev=vsock0"]
+    if spec.data_disk is not None:
+        # The only virtio disk, so the guest names it /dev/vda.
+        args += ["-drive", f"file={_option_value(str(spec.data_disk))},if=none,id=d0,format=raw",
+                 "-device", device("virtio-blk") + f",drive=d0,serial={DATA_DISK_SERIAL}"]
     if spec.rng:
         args += ["-device", device("virtio-rng")]
     if spec.network != "none":

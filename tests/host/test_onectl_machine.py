@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from onectl import tools
+from onectl import disk, tools
 from onectl.errors import OnectlError
 from onectl.machine import Machine, MachineConfig
+from onectl.qemu import Vm, VmSpec
 
 # Listens on the vhost-user socket as vhost-device-vsock does, then waits to be terminated.
 DAEMON = """#!{python}
@@ -147,3 +148,30 @@ def test_leaving_the_with_block_on_an_error_stops_everything(
     assert _gone(int(pidfile.read_text()))
     assert machine.vm is not None and machine.vm.returncode == 1
     assert not machine.ready_socket.exists()
+
+
+@pytest.mark.parametrize("machine_type,device", [("q35", "virtio-blk-pci"),
+                                                 ("microvm", "virtio-blk-device")])
+def test_qemu_attaches_the_data_disk_as_virtio_blk(short_tmp: Path, machine_type: str,
+                                                   device: str) -> None:
+    try:
+        tools.qemu()
+    except OnectlError:
+        pytest.skip("needs qemu-system-x86_64")
+    kernel = short_tmp / "halt"
+    kernel.write_bytes(_halting_kernel())
+    image = short_tmp / "data.img"
+    assert disk.ensure(disk.DataDisk(image, 1 << 30))
+    spec = VmSpec(kernel=kernel, boot="direct", machine=machine_type,  # type: ignore[arg-type]
+                  data_disk=image, rng=False, accel="tcg")
+    with Vm(spec, short_tmp / "vm") as vm:
+        [block] = vm.qmp("query-block")["return"]  # type: ignore[misc]
+        assert block["device"] == "d0"
+        assert block["inserted"]["image"] == {
+            "filename": str(image), "format": "raw", "virtual-size": 1 << 30, "actual-size": 0,
+            "dirty-flag": False}
+        qdev = block["qdev"].removesuffix("/virtio-backend")
+        assert vm.qmp("qom-get", path=qdev, property="type")["return"] == device
+        assert vm.qmp("qom-get", path=block["qdev"], property="serial")["return"] == \
+            "mvirt-one-data"
+    assert image.stat().st_blocks == 0  # attaching wrote nothing: the disk stays blank

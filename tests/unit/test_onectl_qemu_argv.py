@@ -9,6 +9,7 @@ import pytest
 
 from onectl import tools
 from onectl.errors import OnectlError
+from onectl.machine import MachineConfig
 from onectl.qemu_argv import VmSpec, argv
 
 QMP = Path("/run/vm/qmp.sock")
@@ -114,3 +115,28 @@ def test_probe_host_reads_the_real_host(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(OnectlError, match="qemu-system-x86"):
         tools.probe_host(firmware=False)
+
+
+@pytest.mark.parametrize("machine,device", [("q35", "virtio-blk-pci"),
+                                            ("microvm", "virtio-blk-device")])
+def test_data_disk_is_a_raw_virtio_blk_drive(machine: str, device: str) -> None:
+    spec = VmSpec(kernel=Path("/k"), boot="direct", machine=machine,  # type: ignore[arg-type]
+                  data_disk=Path("/var/lib/one/data.img"), rng=False)
+    args = argv(spec, TCG_HOST, qmp=QMP)
+    assert _after(args, "-drive") == ["file=/var/lib/one/data.img,if=none,id=d0,format=raw"]
+    assert _after(args, "-device") == [f"{device},drive=d0,serial=mvirt-one-data"]
+
+
+def test_a_comma_in_the_disk_path_is_doubled_for_qemu() -> None:
+    spec = VmSpec(kernel=Path("/k"), data_disk=Path("/d/a,b.img"))
+    assert _after(argv(spec, TCG_HOST, qmp=QMP), "-drive") == [
+        "file=/d/a,,b.img,if=none,id=d0,format=raw"]
+
+
+def test_no_data_disk_no_drive() -> None:
+    assert "-drive" not in argv(VmSpec(kernel=Path("/k")), TCG_HOST, qmp=QMP)
+
+
+def test_machine_config_passes_the_data_disk_on() -> None:
+    config = MachineConfig(kernel=Path("/k"), data_disk=Path("/d.img"))
+    assert config.vm_spec(Path("/run/vhost.sock")).data_disk == Path("/d.img")
