@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from onectl import cloud_hypervisor, disk
-from onectl.commands._common import non_negative_int, positive_float, wants_json
+from onectl.commands._common import add_command, non_negative_int, positive_float, wants_json
 from onectl.errors import Exit, OnectlError, UsageError
 from onectl.machine import Machine, MachineConfig
 from onectl.output import print_fields
@@ -25,8 +25,8 @@ READY_TIMEOUT = 240.0
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "run", parents=[common], help="boot a UKI in qemu and serve its API on hybrid vsock",
+    p = add_command(
+        sub, common, "run", handle, help="boot a UKI in qemu and serve its API on hybrid vsock",
         description="Boot UKI (q35 + OVMF) or --kernel BZIMAGE (microvm, direct boot) in qemu "
         "(TCG unless real KVM works) with vsock through vhost-device-vsock; wait for the "
         "guest's READY, print the API address, and run until the VM powers off. Ctrl-C or "
@@ -63,7 +63,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="print the equivalent cloud-hypervisor command line and exit")
     p.add_argument("--tap", default="tap0",
                    help="tap device named in the printed cloud-hypervisor --net (default tap0)")
-    p.set_defaults(handler=handle)
 
 
 def config_from(args: argparse.Namespace) -> MachineConfig:
