@@ -2,8 +2,6 @@
 pod files against the init in local mode with runc (tests/host/test_pods_local.py covers the
 runtimes)."""
 
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -19,19 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.images.fixtures import (  # noqa: F401 - pytest fixtures
-    Pushed,
-    busybox_image,
-    image_registry,
-    oci_dir,
-)
+from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
-from tests.host.test_api_local import SOURCE_INIT, LocalInit
+from tests.fixtures.local import SOURCE_INIT, LocalInit
+from tests.fixtures.paths import ROOT
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runc") is None,
                                  reason="needs root and runc")]
-ROOT = Path(__file__).resolve().parents[2]
 ONECTL = [sys.executable, "-m", "onectl"]
 
 

@@ -36,19 +36,9 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
-def find_image(store: Store, digest: str) -> str | None:
-    """The complete local image whose manifest, or whose index, has this digest."""
-    if store.is_complete(digest):
-        return digest
-    for meta in store.metas():
-        if digest in meta.get("index_digests", ()) and store.is_complete(meta["digest"]):
-            return str(meta["digest"])
-    return None
-
-
 def record_ref(store: Store, ref: Reference, image: str, index_digest: str | None = None) -> None:
     if index_digest:
-        with store.lock(f"rootfs-{image.partition(':')[2]}"):
+        with store.image_lock(image):
             meta = store.read_meta(image)
             if meta is not None and index_digest not in meta["index_digests"]:
                 meta["index_digests"].append(index_digest)
@@ -71,12 +61,12 @@ class Puller:
         """Pull the image; returns its digest (of the platform manifest)."""
         ref = self.ref
         self.progress(Progress("resolving"))
-        if ref.digest and (image := find_image(self.store, ref.digest)):
+        if ref.digest and (image := self.store.find_image(ref.digest)):
             record_ref(self.store, ref, image)
             return self._done(image)
         try:
             top = ref.digest or self.client.resolve(ref.manifest_ref)
-            if top and (image := find_image(self.store, top)):
+            if top and (image := self.store.find_image(top)):
                 record_ref(self.store, ref, image)
                 return self._done(image)
             body, media_type, digest = self._manifest(top or ref.manifest_ref, top)
@@ -150,7 +140,7 @@ class Puller:
     def _unpack(self, digest: str, manifest: mf.Manifest,
                 config: imageconfig.ImageConfig) -> None:
         store = self.store
-        with store.lock(f"rootfs-{digest.partition(':')[2]}"):
+        with store.image_lock(digest):
             if store.is_complete(digest):
                 return  # a concurrent pull of the same image finished it meanwhile
             tmp = store.new_tmp_dir("rootfs-")

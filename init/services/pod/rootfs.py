@@ -1,8 +1,9 @@
 """A private root per container, so two containers of one image never see each other's writes.
 
-overlayfs over the image's unpacked rootfs costs nothing up front (measured against a copy in the
-report of issue 6); the upper layer must be on a filesystem overlayfs accepts as upper (tmpfs,
-ext4 — not ramfs, which lacks xattrs). Where the mount is refused the image is copied instead.
+overlayfs over the image's unpacked rootfs costs nothing up front (a copy costs the image's size
+in time and space per container); the upper layer must be on a filesystem overlayfs accepts as
+upper (tmpfs, ext4 — not ramfs, which lacks xattrs). Where the mount is refused the image is
+copied instead.
 """
 
 from __future__ import annotations
