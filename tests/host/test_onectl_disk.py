@@ -4,19 +4,15 @@ attaches it. (test_onectl_machine.py checks what qemu makes of it.)"""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures.cli import onectl
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ONECTL_ADDRESS"}
-    return subprocess.run([sys.executable, "-m", "onectl", "run", "/k/one.efi", "--run-dir",
-                           "/run/vm1", "--print-cloud-hypervisor", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return onectl("run", "/k/one.efi", "--run-dir", "/run/vm1", "--print-cloud-hypervisor",
+                  *args)
 
 
 def test_a_missing_image_is_created_sparse_and_blank(tmp_path: Path) -> None:
