@@ -4,7 +4,6 @@ free), before it starts or midway (a compression bomb), and loses nothing else. 
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,6 @@ import grpc
 import pytest
 
 from oneproto import one_pb2
-from tests.fixtures.images import build
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.local import LocalInit
@@ -35,22 +33,6 @@ def small_init(tmp_path: Path) -> Iterator[LocalInit]:
     finally:
         init.stop()
         subprocess.run(["umount", "-l", str(data)], check=False)
-
-
-@pytest.fixture(scope="session")
-def bomb_image(image_registry: Registry) -> Pushed:
-    """64 MiB of zeros in a ~64 KiB gzip layer."""
-    layer = build.tar_layer([build.Entry("zeros", data=bytes(64 << 20))])
-    digest = build.push_layers(image_registry, "bomb", "latest", [layer])
-    return Pushed("bomb:latest", digest)
-
-
-@pytest.fixture(scope="session")
-def big_image(image_registry: Registry) -> Pushed:
-    """16 MiB that do not compress: larger than the data directory before unpacking."""
-    layer = build.tar_layer([build.Entry("noise", data=os.urandom(16 << 20))])
-    digest = build.push_layers(image_registry, "big", "latest", [layer])
-    return Pushed("big:latest", digest)
 
 
 def _pull_error(stub: object, ref: str) -> grpc.RpcError:
