@@ -25,7 +25,8 @@ from pathlib import Path
 
 from onebuild import paths
 from tests.fixtures.images import build
-from tests.fixtures.images.registry import Registry, tool
+from tests.fixtures.images.registry import Registry
+from tests.fixtures.tools import tool
 
 OURS = """
 import asyncio, sys

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from init import config as config_mod
 from init import hooks, log
 from init.api.listeners import ListenError
-from init.api.pods import NoPods, PodSupervisor
 from init.api.server import ApiServer
 from init.config import Config
 from init.system import cgroups, console, libc, meminfo, mounts, power, power_button
@@ -28,6 +27,7 @@ from init.version import VERSION
 if TYPE_CHECKING:
     from init.net.manager import NetworkManager
     from init.services.image import ImageService
+    from init.services.pod.service import PodService
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -44,11 +44,11 @@ class Init:
     # Seconds the pod service gets beyond the grace period to report everything stopped.
     STOP_MARGIN = 5.0
 
-    def __init__(self, cfg: Config, reaper: Reaper, pods: PodSupervisor | None = None) -> None:
+    def __init__(self, cfg: Config, reaper: Reaper, pods: PodService | None = None) -> None:
+        """`pods`: a pod service to use instead of the one built once the network is up."""
         self.cfg = cfg
         self.reaper = reaper
-        # The pod service arrives with issue 6; until then nothing can run, and Health says so.
-        self.pods: PodSupervisor = pods if pods is not None else NoPods()
+        self.pods = pods
         self._shutdown = asyncio.Event()
         self.shutdown_reason = ""
         # Seconds containers (and, in PID 1 mode, every other process) get between SIGTERM and
@@ -58,27 +58,18 @@ class Init:
         self._api: ApiServer | None = None
         self.network: NetworkManager | None = None  # PID 1 mode only
         self.images = _image_service(cfg)
-        if pods is None:
-            self.pods = self._pod_service()
 
-    def _pod_service(self) -> PodSupervisor:
+    def _pod_service(self) -> PodService:
         from init.services.pod.service import PodService
 
-        return PodService(self.cfg.data_dir, self.cfg.runtime, self.reaper, self.images,
-                          address=self._pod_address)
-
-    async def _pod_address(self) -> str:
-        """The VM's first IPv4 address: a pod shares the VM's network namespace (API.md)."""
         if self.network is not None:
-            interfaces = await self.network.interfaces()
+            address = self.network.pod_address
         else:
-            from init.api import netinfo
+            from init.net import netinfo
 
-            interfaces = await netinfo.read()
-        for i in interfaces:
-            if not i.loopback and i.ipv4_address:
-                return str(i.ipv4_address)
-        return ""
+            address = netinfo.first_ipv4
+        return PodService(self.cfg.data_dir, self.cfg.runtime, self.reaper, self.images,
+                          address=address, default_grace=self.cfg.shutdown_grace)
 
     def request_shutdown(self, reason: str, grace_seconds: float | None = None) -> None:
         if not self._shutdown.is_set():
@@ -107,6 +98,12 @@ class Init:
         for sig in SHUTDOWN_SIGNALS:
             loop.add_signal_handler(sig, self.request_shutdown, sig.name)
         if self.cfg.mode == "pid1":
+            with log.phase("storage"):
+                from init.system import datadisk
+
+                where = await datadisk.prepare(self.cfg.data_dir, self.cfg.data_disk,
+                                               self.cfg.data_size, self.reaper)
+            LOG.info("data directory %s on %s", self.cfg.data_dir, where)
             with log.phase("network"):
                 await _loopback_up()
                 from init.net import boot as net_boot
@@ -116,6 +113,12 @@ class Init:
             button = await power_button.PowerButton.subscribe()
             if button is not None:
                 self._start(button.watch(self.request_shutdown), "power-button")
+        if self.pods is None:
+            self.pods = self._pod_service()
+            try:
+                await self.pods.clean_leftovers()
+            except Exception as e:
+                LOG.error("pods left by an earlier init: %s", e)
         with log.phase("hooks"):
             await hooks.run_all(self.cfg.hooks_dir, self.reaper)
         with log.phase("api"):
@@ -148,7 +151,8 @@ class Init:
         grace = self.shutdown_grace
         try:
             # Bounded: a pod service that hangs must not keep the VM from powering off.
-            await asyncio.wait_for(self.pods.stop_all(grace), grace + self.STOP_MARGIN)
+            if self.pods is not None:
+                await asyncio.wait_for(self.pods.stop_all(grace), grace + self.STOP_MARGIN)
         except TimeoutError:
             LOG.error("pods still stopping %.1f s after the grace period: going on",
                       self.STOP_MARGIN)

@@ -1,20 +1,18 @@
 """The image RPCs (PullImage, ListImages, RemoveImage) on top of the image service.
 
 Kept apart from service.py so OneService only delegates. Image errors carry the gRPC status
-they mean (`grpc_status`): a bad reference is INVALID_ARGUMENT, an unknown image NOT_FOUND, an
-image in use FAILED_PRECONDITION, an unreachable registry UNAVAILABLE.
+they mean (`grpc_status`, mapped in OneService's guard): a bad reference is INVALID_ARGUMENT, an
+unknown image NOT_FOUND, an image in use FAILED_PRECONDITION, an unreachable registry UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from grpclib import GRPCError, Status
 from grpclib.server import Stream
 
-from init.services.image.errors import ImageError
 from oneproto import one_pb2
 
 if TYPE_CHECKING:
@@ -22,10 +20,6 @@ if TYPE_CHECKING:
     from init.services.image.puller import Progress
 
 InUse = Callable[[str], bool]  # image digest → used by a container?
-
-
-def _status(e: ImageError) -> GRPCError:
-    return GRPCError(getattr(Status, e.grpc_status, Status.INTERNAL), str(e))
 
 
 def image_info(image: Image) -> one_pb2.ImageInfo:
@@ -56,8 +50,6 @@ async def pull(images: ImageService,
             await stream.send_message(one_pb2.PullImageProgress(
                 status=p.status, layer=p.layer, bytes_done=p.done, bytes_total=p.total))
         image = await task
-    except ImageError as e:
-        raise _status(e) from e
     finally:
         # A client that goes away stops its stream, not the pull: others may wait for it, and
         # the blobs fetched so far are kept.
@@ -78,12 +70,5 @@ async def remove(images: ImageService, in_use: InUse,
                  ) -> None:
     request = await stream.recv_message()
     assert request is not None
-    try:
-        removed = await images.remove(request.reference, in_use)
-    except ImageError as e:
-        raise _status(e) from e
+    removed = await images.remove(request.reference, in_use)
     await stream.send_message(one_pb2.RemoveImageResponse(removed=removed))
-
-
-def unavailable(*_: Any) -> GRPCError:
-    return GRPCError(Status.UNAVAILABLE, "the image service is not running in this init")

@@ -1,37 +1,199 @@
-"""What the API needs from the pod service for Health and Shutdown, and a stand-in until then.
+"""The pod RPCs (CreatePod ... Logs, Exec) over PodService: messages in and out.
 
-The pod service (issue 6) implements `PodSupervisor`; the entry point hands it to `Init`, which
-passes it to the API. Until then `NoPods` reports the truth: no pod can exist, so the counts are 0
-and there is nothing to stop.
+Service errors become gRPC statuses in OneService's guard; this module only translates messages
+and streams.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from grpclib import GRPCError, Status
+from grpclib.server import Stream
+
+from init.services.pod import logs
+from init.services.pod.model import Container, ContainerSpec, CState, Pod
+from init.services.pod.service import PodService
+from oneproto import one_pb2
 
 
-class RunningCounts(NamedTuple):
-    pods: int  # pods in state RUNNING
-    containers: int  # containers in state RUNNING, over all pods
+def container_msg(c: Container) -> one_pb2.Container:
+    state = one_pb2.ContainerState.ValueType(int(c.state))
+    return one_pb2.Container(id=c.id, name=c.spec.name or c.id, state=state,
+                             exit_code=c.exit_code, image=c.spec.image, error_message=c.error)
 
 
-class PodSupervisor(Protocol):
-    def running_counts(self) -> RunningCounts:
-        """The counts Health reports. Called on every Health call: must be cheap, never block."""
-        ...
-
-    async def stop_all(self, grace_seconds: float) -> None:
-        """Stop every running container: SIGTERM, then SIGKILL after `grace_seconds`; return when
-        all have exited. Called once on the way down (Shutdown RPC, signal or power button),
-        while the API still serves; the caller bounds the wait, so it may be cancelled."""
-        ...
+def pod_msg(p: Pod) -> one_pb2.Pod:
+    return one_pb2.Pod(id=p.id, name=p.name, state=one_pb2.PodState.ValueType(int(p.state)),
+                       containers=[container_msg(c) for c in p.containers],
+                       ip_address=p.ip_address, error_message=p.error)
 
 
-class NoPods:
-    """The pod service before pods exist (issue 6)."""
+def spec_of(m: one_pb2.ContainerSpec) -> ContainerSpec:
+    return ContainerSpec(id=m.id, name=m.name, image=m.image, command=tuple(m.command),
+                         args=tuple(m.args), env=tuple(m.env), working_dir=m.working_dir)
 
-    def running_counts(self) -> RunningCounts:
-        return RunningCounts(0, 0)
 
-    async def stop_all(self, grace_seconds: float) -> None:
-        return None
+async def _request(stream: Stream[Any, Any]) -> Any:
+    request = await stream.recv_message()
+    if request is None:
+        raise GRPCError(Status.INVALID_ARGUMENT, "no request message")
+    return request
+
+
+async def create(pods: PodService, stream: Stream[Any, Any]) -> None:
+    r = await _request(stream)
+    pod = await pods.create(r.id, r.name, [spec_of(c) for c in r.containers])
+    await stream.send_message(pod_msg(pod))
+
+
+async def start(pods: PodService, stream: Stream[Any, Any]) -> None:
+    r = await _request(stream)
+    pod = await pods.start(r.id)
+    await stream.send_message(pod_msg(pod))
+
+
+async def stop(pods: PodService, stream: Stream[Any, Any]) -> None:
+    r = await _request(stream)
+    pod = await pods.stop(r.id, float(r.timeout_seconds or pods.default_grace))
+    await stream.send_message(pod_msg(pod))
+
+
+async def delete(pods: PodService, stream: Stream[Any, Any]) -> None:
+    r = await _request(stream)
+    await pods.delete(r.id, r.force)
+    await stream.send_message(one_pb2.Empty())
+
+
+async def get(pods: PodService, stream: Stream[Any, Any]) -> None:
+    r = await _request(stream)
+    pod = pods.get(r.id)
+    await stream.send_message(pod_msg(pod))
+
+
+async def list_pods(pods: PodService, stream: Stream[Any, Any]) -> None:
+    await stream.recv_message()
+    await stream.send_message(one_pb2.ListPodsResponse(pods=[pod_msg(p) for p in pods.list()]))
+
+
+# --- logs ------------------------------------------------------------------------------------
+
+async def _one_log(c: Container, name: str, r: Any) -> AsyncIterator[one_pb2.LogsResponse]:
+    async for chunk in logs.read(str(c.log_path(name)), tail=r.tail_lines, follow=r.follow,
+                                 finished=lambda: c.exited.is_set() or c.state == CState.FAILED):
+        yield one_pb2.LogsResponse(container_id=c.id, data=chunk, is_stderr=name == "stderr")
+
+
+async def logs_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
+    r = await _request(stream)
+    pod = pods.get(r.pod_id)
+    containers = [pod.container(r.container_id)] if r.container_id else pod.containers
+    sources = [_one_log(c, n, r) for c in containers for n in ("stdout", "stderr")]
+    if not r.follow:
+        for source in sources:
+            async for msg in source:
+                await stream.send_message(msg)
+        return
+    # Following several files: each feeds one queue, in the order its bytes arrive.
+    queue: asyncio.Queue[one_pb2.LogsResponse | None] = asyncio.Queue(maxsize=64)
+
+    async def pump(source: AsyncIterator[one_pb2.LogsResponse]) -> None:
+        try:
+            async for msg in source:
+                await queue.put(msg)
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.ensure_future(pump(s)) for s in sources]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is None:
+                remaining -= 1
+            else:
+                await stream.send_message(item)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+# --- exec ------------------------------------------------------------------------------------
+
+def _output(name: str, data: bytes) -> one_pb2.ExecOutput:
+    if name == "stderr":
+        return one_pb2.ExecOutput(stderr=data)
+    return one_pb2.ExecOutput(stdout=data)
+
+
+async def exec_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
+    first = await _request(stream)
+    if first.WhichOneof("input") != "start":
+        raise GRPCError(Status.INVALID_ARGUMENT, "the first Exec message must be `start`")
+    s = first.start
+    proc = await pods.exec(s.pod_id, s.container_id, list(s.command), list(s.env), tty=s.tty)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    open_outputs = set(proc.outputs)
+
+    def readable(name: str, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the terminal's last user is gone
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            open_outputs.discard(name)
+        queue.put_nowait((name, data))
+
+    for name, fd in proc.outputs.items():
+        loop.add_reader(fd, readable, name, fd)
+
+    async def feed() -> None:
+        async for msg in stream:
+            kind = msg.WhichOneof("input")
+            if kind == "stdin":
+                await proc.write(msg.stdin)
+            elif kind == "resize":
+                proc.resize(msg.resize.width, msg.resize.height)
+        await proc.close_stdin()
+
+    feeder = asyncio.ensure_future(feed())
+    try:
+        while open_outputs or not queue.empty():
+            getter: asyncio.Future[tuple[str, bytes]] = asyncio.ensure_future(queue.get())
+            waits: list[asyncio.Future[Any]] = [getter, proc.status]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break  # exited: drain what is left below
+            name, data = getter.result()
+            if data:
+                await stream.send_message(_output(name, data))
+        while not queue.empty():
+            name, data = queue.get_nowait()
+            if data:
+                await stream.send_message(_output(name, data))
+        for name, fd in proc.outputs.items():
+            if name in open_outputs:
+                loop.remove_reader(fd)
+                while True:
+                    try:
+                        data = os.read(fd, 65536)
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    await stream.send_message(_output(name, data))
+        status = await proc.status
+        await stream.send_message(one_pb2.ExecOutput(exit_code=proc.exit_code(status)))
+    finally:
+        feeder.cancel()
+        for fd in proc.outputs.values():
+            loop.remove_reader(fd)
+        proc.close()

@@ -11,13 +11,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from init.api import listeners
-from init.api.pods import PodSupervisor
 
 if TYPE_CHECKING:
     from grpclib.server import Server
 
     from init.api.service import NetworkReader, ShutdownRequester
     from init.services.image import ImageService
+    from init.services.pod.service import PodService
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -34,7 +34,7 @@ class ApiServer:
         return self.listener.address
 
     @classmethod
-    async def start(cls, listen: str, *, version: str, pods: PodSupervisor,
+    async def start(cls, listen: str, *, version: str, pods: PodService | None,
                     request_shutdown: ShutdownRequester, default_grace: float,
                     network: NetworkReader | None = None,
                     images: ImageService | None = None) -> ApiServer:
@@ -43,8 +43,8 @@ class ApiServer:
         try:
             from grpclib.server import Server
 
-            from init.api import netinfo
             from init.api.service import OneService
+            from init.net import netinfo
 
             # The network manager's view (live netlink + lease data) in PID 1 mode; local mode
             # has no manager and reads the live state alone.

@@ -18,14 +18,15 @@ from grpclib.exceptions import StreamTerminatedError
 from grpclib.server import Stream
 
 from init.api import images as images_api
-from init.api import netinfo
-from init.api.pods import PodSupervisor
-from init.services.pod import rpc as pod_rpc
-from init.services.pod.service import PodService
+from init.api import pods as pods_api
+from init.net import netinfo
+from init.services.errors import ServiceError
+from init.services.pod.model import RunningCounts
 from oneproto import one_grpc, one_pb2
 
 if TYPE_CHECKING:
     from init.services.image import ImageService
+    from init.services.pod.service import PodService
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -36,13 +37,16 @@ StreamHandler = Callable[[Stream[Any, Any]], Awaitable[None]]
 
 
 def guard(method: str, func: StreamHandler) -> StreamHandler:
-    """Run one RPC; an unexpected exception is logged and answered as INTERNAL."""
+    """Run one RPC: a service error becomes its gRPC status; an unexpected exception is logged
+    and answered as INTERNAL."""
 
     async def guarded(stream: Stream[Any, Any]) -> None:
         try:
             await func(stream)
         except GRPCError:
             raise  # a deliberate status: grpclib sends it as is
+        except ServiceError as e:
+            raise GRPCError(getattr(Status, e.grpc_status, Status.INTERNAL), str(e)) from e
         except (StreamTerminatedError, h2.exceptions.StreamClosedError):
             # The client went away (reset or disconnect): nobody to answer, nothing is wrong here.
             LOG.debug("API %s: client gone", method)
@@ -56,20 +60,31 @@ def guard(method: str, func: StreamHandler) -> StreamHandler:
     return guarded
 
 
+PodHandler = Callable[["PodService", Stream[Any, Any]], Awaitable[None]]
+
+
+def _on_pods(handler: PodHandler) -> Any:
+    """An RPC method that hands its stream to `handler` with the pod service (typed Any: each
+    RPC's stub declares its own message types, the handler takes any stream)."""
+
+    async def method(self: OneService, stream: Stream[Any, Any]) -> None:
+        await handler(self._pod_service(), stream)
+
+    method.__name__ = handler.__name__
+    return method
+
+
 class OneService(one_grpc.OneServiceBase):
-    def __init__(self, *, version: str, pods: PodSupervisor, request_shutdown: ShutdownRequester,
-                 default_grace: float, network: NetworkReader = netinfo.read,
-                 images: ImageService | None = None,
-                 image_in_use: images_api.InUse = lambda digest: False) -> None:
+    """`pods` or `images` None: that service does not run in this init, its RPCs answer
+    UNAVAILABLE and Health counts nothing running."""
+
+    def __init__(self, *, version: str, pods: PodService | None,
+                 request_shutdown: ShutdownRequester, default_grace: float,
+                 network: NetworkReader = netinfo.read,
+                 images: ImageService | None = None) -> None:
         self._version = version
         self._images = images
-        # The pod service (issue 6) says which images its containers use; until then none.
-        self._image_in_use = image_in_use
         self._pods = pods
-        # The pod RPCs need the real service; a stand-in supervisor (tests) answers UNAVAILABLE.
-        self._pod_rpcs = pods if isinstance(pods, PodService) else None
-        if self._pod_rpcs is not None:
-            self._image_in_use = self._pod_rpcs.image_in_use
         self._request_shutdown = request_shutdown
         self._default_grace = default_grace
         self._network = network
@@ -78,11 +93,11 @@ class OneService(one_grpc.OneServiceBase):
         return {path: handler._replace(func=guard(path.rsplit("/", 1)[-1], handler.func))
                 for path, handler in super().__mapping__().items()}
 
-    # --- this issue's RPCs -------------------------------------------------------------------
+    # --- the VM ----------------------------------------------------------------------------
 
     async def Health(self, stream: Stream[one_pb2.Empty, one_pb2.HealthResponse]) -> None:
         await stream.recv_message()
-        counts = self._pods.running_counts()
+        counts = self._pods.running_counts() if self._pods else RunningCounts(0, 0)
         await stream.send_message(one_pb2.HealthResponse(
             healthy=True, version=self._version,
             running_pods=counts.pods, running_containers=counts.containers))
@@ -112,50 +127,36 @@ class OneService(one_grpc.OneServiceBase):
 
     # --- images (init/api/images.py) ----------------------------------------------------------
 
+    def _image_service(self) -> ImageService:
+        if self._images is None:
+            raise GRPCError(Status.UNAVAILABLE, "the image service is not running in this init")
+        return self._images
+
     async def PullImage(self, stream: Stream[one_pb2.PullImageRequest,
                                              one_pb2.PullImageProgress]) -> None:
-        if self._images is None:
-            raise images_api.unavailable()
-        await images_api.pull(self._images, stream)
+        await images_api.pull(self._image_service(), stream)
 
     async def ListImages(self, stream: Stream[one_pb2.Empty, one_pb2.ListImagesResponse]) -> None:
-        if self._images is None:
-            raise images_api.unavailable()
-        await images_api.list_images(self._images, stream)
+        await images_api.list_images(self._image_service(), stream)
 
     async def RemoveImage(self, stream: Stream[one_pb2.RemoveImageRequest,
                                                one_pb2.RemoveImageResponse]) -> None:
-        if self._images is None:
-            raise images_api.unavailable()
-        await images_api.remove(self._images, self._image_in_use, stream)
+        pods = self._pods
+        await images_api.remove(self._image_service(),
+                                pods.image_in_use if pods else lambda digest: False, stream)
 
-    # --- pods, logs and exec (init/services/pod/rpc.py) --------------------------------------
+    # --- pods, logs and exec (init/api/pods.py) ------------------------------------------------
 
     def _pod_service(self) -> PodService:
-        if self._pod_rpcs is None:
+        if self._pods is None:
             raise GRPCError(Status.UNAVAILABLE, "the pod service is not running in this init")
-        return self._pod_rpcs
+        return self._pods
 
-    async def CreatePod(self, stream: Stream[one_pb2.CreatePodRequest, one_pb2.Pod]) -> None:
-        await pod_rpc.create(self._pod_service(), stream)
-
-    async def StartPod(self, stream: Stream[one_pb2.StartPodRequest, one_pb2.Pod]) -> None:
-        await pod_rpc.start(self._pod_service(), stream)
-
-    async def StopPod(self, stream: Stream[one_pb2.StopPodRequest, one_pb2.Pod]) -> None:
-        await pod_rpc.stop(self._pod_service(), stream)
-
-    async def DeletePod(self, stream: Stream[one_pb2.DeletePodRequest, one_pb2.Empty]) -> None:
-        await pod_rpc.delete(self._pod_service(), stream)
-
-    async def GetPod(self, stream: Stream[one_pb2.GetPodRequest, one_pb2.Pod]) -> None:
-        await pod_rpc.get(self._pod_service(), stream)
-
-    async def ListPods(self, stream: Stream[one_pb2.Empty, one_pb2.ListPodsResponse]) -> None:
-        await pod_rpc.list_pods(self._pod_service(), stream)
-
-    async def Logs(self, stream: Stream[one_pb2.LogsRequest, one_pb2.LogsResponse]) -> None:
-        await pod_rpc.logs_rpc(self._pod_service(), stream)
-
-    async def Exec(self, stream: Stream[one_pb2.ExecInput, one_pb2.ExecOutput]) -> None:
-        await pod_rpc.exec_rpc(self._pod_service(), stream)
+    CreatePod = _on_pods(pods_api.create)
+    StartPod = _on_pods(pods_api.start)
+    StopPod = _on_pods(pods_api.stop)
+    DeletePod = _on_pods(pods_api.delete)
+    GetPod = _on_pods(pods_api.get)
+    ListPods = _on_pods(pods_api.list_pods)
+    Logs = _on_pods(pods_api.logs_rpc)
+    Exec = _on_pods(pods_api.exec_rpc)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from init import log
+from init import config, log
 from init.net import static
 from init.net.manager import NetSettings, NetworkManager
 
@@ -26,11 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m init.net", description=__doc__)
     p.add_argument("interfaces", nargs="+", help="interfaces to configure")
     p.add_argument("--resolv-conf", type=Path, required=True, help="where to write resolv.conf")
-    p.add_argument("--wait", type=float, default=5.0, help="seconds to wait for configuration")
+    p.add_argument("--wait", type=float, default=config.default("net_wait"),
+                   help="seconds to wait for configuration")
     p.add_argument("--ip", action="append", default=[], help="an ip= value (repeatable)")
     p.add_argument("--no-ipv6", action="store_true", help="no RA listening and no DHCPv6")
     p.add_argument("--state", type=Path, help="write lease data as JSON here on every change")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", default=config.default("log_level"), choices=config.LOG_LEVELS)
     return p
 
 

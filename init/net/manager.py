@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from init.net import links, resolv
 from init.net.interface import Interface
@@ -22,12 +22,9 @@ from init.net.static import IpParam
 
 LOG = logging.getLogger("mvirt-one")
 
-DEFAULT_WAIT = 5.0
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NetSettings:
-    wait: float = DEFAULT_WAIT  # how long start() waits for the interfaces (one.dhcp_timeout)
+    wait: float  # how long start() waits for the interfaces (one.dhcp_timeout)
     ip: tuple[IpParam, ...] = ()  # ip= / one.ip= values
     dns: tuple[str, ...] = ()  # one.dns: replaces what leases and RAs say
     search: tuple[str, ...] = ()  # one.search
@@ -64,15 +61,6 @@ def plan(available: Sequence[links.LinkInfo], params: Iterable[IpParam],
         else:
             result[link.name] = IpParam("dhcp")
     return result
-
-
-class InterfaceView(Protocol):
-    """What GetNetworkInfo reports per interface (init.api.netinfo.InterfaceState has it)."""
-
-    name: str
-    ipv4_dns: list[str]
-    ipv6_dns: list[str]
-    delegated_prefix: str
 
 
 @dataclass
@@ -172,9 +160,20 @@ class NetworkManager:
 
     async def interfaces(self) -> list[Any]:
         """Every interface as GetNetworkInfo reports it: live netlink state + lease data."""
-        from init.api import netinfo
+        from init.net import netinfo
 
         return overlay(await netinfo.read(self.settings.resolv_conf), self.lease_data())
+
+    async def pod_address(self) -> str:
+        """The VM's first IPv4 address (pods share the VM's network namespace), from what was
+        applied: no netlink round trip."""
+        for iface in sorted(self._interfaces.values(), key=lambda i: i.link.index):
+            if iface.dhcp4 is not None:
+                return str(iface.dhcp4.address.ip)
+            if iface.static is not None and (address := iface.static.address) is not None \
+                    and address.version == 4:
+                return str(address.ip)
+        return ""
 
     def resolv_conf_text(self) -> str | None:
         if self.settings.dns:

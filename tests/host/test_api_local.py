@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,68 +23,12 @@ import h2.connection
 import pytest
 
 from init.version import VERSION
+from oneproto import one_pb2, one_pb2_grpc
+from tests.fixtures.local import FROZEN, SOURCE_INIT, LocalInit
+from tests.fixtures.paths import TARGET
 
-try:
-    from oneproto import one_pb2, one_pb2_grpc
-except ImportError as e:  # generated, git-ignored
-    raise ImportError(f"{e}: generate the stubs first with `.venv/bin/doit proto`") from e
-
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "target" / "bench"
-FROZEN = ROOT / "target" / "init" / "init"  # what the initramfs carries (`doit init`)
-SOURCE_INIT = [sys.executable, "-m", "init"]
-START_TIMEOUT = 30.0
+BENCH = TARGET / "bench"
 CALL_TIMEOUT = 10.0
-
-
-class LocalInit:
-    """`python -m init` in local mode, its stderr collected by a thread (the pipe never fills)."""
-
-    def __init__(self, tmp_path: Path, listen: str, argv: list[str] = SOURCE_INIT) -> None:
-        self.proc = subprocess.Popen(
-            [*argv, "--data-dir", str(tmp_path / "data"),
-             "--listen", listen, "--hooks-dir", str(tmp_path / "no-hooks")],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self._eof = False
-        self._cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    def log(self) -> str:
-        with self._cond:
-            return "".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    if m := regex.search(line):
-                        return m
-                if time.monotonic() > deadline or self._eof:
-                    log = "".join(self.lines)
-                    raise AssertionError(f"no line matching {pattern!r}; log:\n{log}")
-                self._cond.wait(0.2)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
 
 
 @pytest.fixture

@@ -1,9 +1,6 @@
 """The image RPCs end to end: the init in local mode (`python -m init`), a grpcio client and the
 `onectl pull / images / rmi` command line, against the loopback registry."""
 
-# The fixtures are imported from tests/fixtures/images; pytest passes them by name.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -15,22 +12,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.fixtures.images.fixtures import (  # noqa: F401 - pytest fixtures
-    Pushed,
-    busybox_image,
-    image_registry,
-    oci_dir,
-)
+from oneproto import one_pb2, one_pb2_grpc
+from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
-from tests.host.test_api_local import LocalInit
-
-try:
-    from oneproto import one_pb2, one_pb2_grpc
-except ImportError as e:  # generated, git-ignored
-    raise ImportError(f"{e}: generate the stubs first with `.venv/bin/doit proto`") from e
+from tests.fixtures.local import LocalInit
+from tests.fixtures.paths import ROOT
 
 pytestmark = pytest.mark.host
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -1,8 +1,5 @@
 """A real Debian minbase image: our rootfs equals what `umoci unpack` makes of the same image."""
 
-# The fixtures are imported from tests/fixtures/images; pytest passes them by name.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import asyncio
@@ -15,14 +12,9 @@ import pytest
 
 from init.services.image import ImageService
 from tests.fixtures.images.build import run
-from tests.fixtures.images.fixtures import (  # noqa: F401 - pytest fixtures
-    Pushed,
-    debian_image,
-    image_registry,
-    image_service,
-    oci_dir,
-)
-from tests.fixtures.images.registry import Registry, tool
+from tests.fixtures.images.fixtures import Pushed
+from tests.fixtures.images.registry import Registry
+from tests.fixtures.tools import tool
 
 pytestmark = pytest.mark.host
 

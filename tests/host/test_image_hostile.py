@@ -1,9 +1,6 @@
 """Hostile registries and layers, end to end: nothing lands outside the rootfs, nothing
 unverified is used, the store stays consistent, and a failed pull can be retried."""
 
-# The fixtures are imported from tests/fixtures/images; pytest passes them by name.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import asyncio
@@ -18,15 +15,7 @@ from init.services.image import ImageService
 from init.services.image.errors import DigestMismatch, RegistryError, UnsafeLayer
 from tests.fixtures.images import build
 from tests.fixtures.images.build import Entry
-from tests.fixtures.images.fixtures import (  # noqa: F401 - pytest fixtures
-    Pushed,
-    _proxy,
-    busybox_image,
-    image_proxy,
-    image_registry,
-    image_service,
-    oci_dir,
-)
+from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
 from tests.fixtures.images.registry import Registry, free_port
 

@@ -1,8 +1,5 @@
 """Pulling real images from a real registry (docker-registry on 127.0.0.1) into the store."""
 
-# The fixtures are imported from tests/fixtures/images; pytest passes them by name.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import asyncio
@@ -16,19 +13,7 @@ import pytest
 
 from init.services.image import ImageNotFound, ImageService
 from init.services.image.errors import AuthenticationError, ImageInUse
-from tests.fixtures.images.fixtures import (  # noqa: F401 - pytest fixtures
-    Pushed,
-    _proxy,
-    busybox_image,
-    busybox_v2s2_image,
-    image_proxy,
-    image_registry,
-    image_service,
-    layered_image,
-    multiarch_images,
-    oci_dir,
-    zstd_image,
-)
+from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
 from tests.fixtures.images.registry import Registry
 

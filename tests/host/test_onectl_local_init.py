@@ -4,7 +4,6 @@ commands and exit codes as in a VM, without one."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,14 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.cli import onectl
+
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
-
-
-def onectl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ONECTL_ADDRESS"}
-    return subprocess.run([sys.executable, "-m", "onectl", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
 
 
 class LocalInit:

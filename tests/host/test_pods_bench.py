@@ -1,8 +1,6 @@
 """CreatePod+StartPod → RUNNING for a cached image against `crun run` of the same bundle, in one
 run on this host (crun wrapped for hybrid cgroups as in test_pods_local.py). Prints the figures."""
 
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -15,16 +13,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from oneproto import one_pb2, one_pb2_grpc
-from tests.fixtures.images.fixtures import (  # noqa: F401 - pytest fixtures
-    Pushed,
-    busybox_image,
-    image_registry,
-    oci_dir,
-)
+from oneproto import one_pb2
+from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
-from tests.host.test_api_local import SOURCE_INIT, LocalInit
-from tests.host.test_pods_local import STATIC_CRUN, _runtime
+from tests.fixtures.local import SOURCE_INIT, STATIC_CRUN, LocalInit, oci_runtime
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(os.geteuid() != 0 or not STATIC_CRUN.exists(),
@@ -34,16 +26,14 @@ ROUNDS = 5
 
 def test_create_start_against_crun_run(tmp_path: Path, image_registry: Registry,
                                        busybox_image: Pushed) -> None:
-    runtime = _runtime("crun", tmp_path)
-    sock = tmp_path / "api.sock"
-    init = LocalInit(tmp_path, f"unix:{sock}", [*SOURCE_INIT, "--runtime", runtime])
+    runtime = oci_runtime("crun", tmp_path)
+    init = LocalInit(tmp_path, f"unix:{tmp_path / 'api.sock'}",
+                     [*SOURCE_INIT, "--runtime", runtime])
     image = f"{image_registry.address}/{busybox_image.name}"
     pod_times: list[float] = []
     crun_times: list[float] = []
     try:
-        init.wait_for("phase ready")
-        with grpc.insecure_channel(f"unix:{sock}") as channel:
-            stub = one_pb2_grpc.OneServiceStub(channel)  # type: ignore[no-untyped-call]
+        with init.client() as stub:
             stub.PullImage(one_pb2.PullImageRequest(reference=image), timeout=120)
             for i in range(ROUNDS):
                 spec = one_pb2.ContainerSpec(id="c", image=image,

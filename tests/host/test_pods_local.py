@@ -5,14 +5,10 @@ Runtimes: bookworm's runc as is; the static crun the build ships, wrapped as ENV
 for this host's hybrid cgroups (private mount namespace + its own cgroup2 mount, no cgroup manager).
 """
 
-# The fixtures are imported from tests/fixtures/images; pytest passes them by name.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,46 +17,14 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.fixtures.images.fixtures import (  # noqa: F401 - pytest fixtures
-    Pushed,
-    busybox_image,
-    image_registry,
-    oci_dir,
-)
+from oneproto import one_pb2, one_pb2_grpc
+from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
-from tests.host.test_api_local import SOURCE_INIT, LocalInit
-
-try:
-    from oneproto import one_pb2, one_pb2_grpc
-except ImportError as e:  # generated, git-ignored
-    raise ImportError(f"{e}: generate the stubs first with `.venv/bin/doit proto`") from e
+from tests.fixtures.local import FROZEN, SOURCE_INIT, LocalInit, oci_runtime
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(os.geteuid() != 0, reason="OCI runtimes need root")]
-ROOT = Path(__file__).resolve().parents[2]
-STATIC_CRUN = ROOT / "target" / "runtime" / "crun"
 CALL = 60.0
-
-CRUN_WRAPPER = """#!/bin/sh
-# This host has hybrid cgroups, which crun refuses: give it a private cgroup2 view and no manager.
-exec unshare -m --propagation private sh -c \\
-  'mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec "$0" --cgroup-manager=disabled "$@"' \\
-  {crun} "$@"
-"""
-
-
-def _runtime(name: str, tmp_path: Path) -> str:
-    if name == "runc":
-        found = shutil.which("runc")
-        if found is None:
-            pytest.skip("runc is not installed (apt-get install runc)")
-        return found
-    if not STATIC_CRUN.exists():
-        pytest.skip(f"{STATIC_CRUN} missing: build it with `.venv/bin/doit runtime`")
-    wrapper = tmp_path / "crun-hybrid"
-    wrapper.write_text(CRUN_WRAPPER.format(crun=STATIC_CRUN))
-    wrapper.chmod(0o755)
-    return str(wrapper)
 
 
 @dataclass
@@ -73,13 +37,11 @@ class Env:
 @pytest.fixture(params=["runc", "crun"])
 def env(request: pytest.FixtureRequest, tmp_path: Path, image_registry: Registry,
         busybox_image: Pushed) -> Iterator[Env]:
-    runtime = _runtime(request.param, tmp_path)
-    sock = tmp_path / "api.sock"
-    init = LocalInit(tmp_path, f"unix:{sock}", [*SOURCE_INIT, "--runtime", runtime])
+    runtime = oci_runtime(request.param, tmp_path)
+    init = LocalInit(tmp_path, f"unix:{tmp_path / 'api.sock'}",
+                     [*SOURCE_INIT, "--runtime", runtime])
     try:
-        init.wait_for(r"phase ready")
-        with grpc.insecure_channel(f"unix:{sock}") as channel:
-            stub = one_pb2_grpc.OneServiceStub(channel)  # type: ignore[no-untyped-call]
+        with init.client() as stub:
             yield Env(init, stub, f"{image_registry.address}/{busybox_image.name}")
             for pod in stub.ListPods(one_pb2.Empty(), timeout=CALL).pods:
                 stub.DeletePod(one_pb2.DeletePodRequest(id=pod.id, force=True), timeout=CALL)
@@ -299,17 +261,12 @@ def test_unknown_image_and_missing_binary_fail_readably(env: Env) -> None:
 def test_the_frozen_init_runs_a_pod(tmp_path: Path, image_registry: Registry,
                                     busybox_image: Pushed) -> None:
     """The PyInstaller tree (what the VM runs): every pod module made it into the freeze."""
-    from tests.host.test_api_local import FROZEN
-
     if not FROZEN.exists():
         pytest.skip(f"{FROZEN} missing: run `.venv/bin/doit init`")
-    sock = tmp_path / "api.sock"
-    init = LocalInit(tmp_path, f"unix:{sock}", [str(FROZEN), "--runtime",
-                                                 _runtime("crun", tmp_path)])
+    init = LocalInit(tmp_path, f"unix:{tmp_path / 'api.sock'}",
+                     [str(FROZEN), "--runtime", oci_runtime("crun", tmp_path)])
     try:
-        init.wait_for(r"phase ready")
-        with grpc.insecure_channel(f"unix:{sock}") as channel:
-            stub = one_pb2_grpc.OneServiceStub(channel)  # type: ignore[no-untyped-call]
+        with init.client() as stub:
             env = Env(init, stub, f"{image_registry.address}/{busybox_image.name}")
             run_pod(env, "f", ctr("c", env.image, "sh", "-c", "echo hi; exec busybox sleep 60"))
             assert _exec(env, "f", "c", ["sh", "-c", "exit 4"]) == (b"", b"", 4)
@@ -326,13 +283,10 @@ def test_the_frozen_init_runs_a_pod(tmp_path: Path, image_registry: Registry,
 
 def test_shutdown_stops_running_pods(tmp_path: Path, image_registry: Registry,
                                      busybox_image: Pushed) -> None:
-    sock = tmp_path / "api.sock"
-    init = LocalInit(tmp_path, f"unix:{sock}", [*SOURCE_INIT, "--runtime",
-                                                 _runtime("runc", tmp_path)])
+    init = LocalInit(tmp_path, f"unix:{tmp_path / 'api.sock'}",
+                     [*SOURCE_INIT, "--runtime", oci_runtime("runc", tmp_path)])
     try:
-        init.wait_for(r"phase ready")
-        with grpc.insecure_channel(f"unix:{sock}") as channel:
-            stub = one_pb2_grpc.OneServiceStub(channel)  # type: ignore[no-untyped-call]
+        with init.client() as stub:
             env = Env(init, stub, f"{image_registry.address}/{busybox_image.name}")
             run_pod(env, "s", ctr("c", env.image, "busybox", "sleep", "600"))
             pid = int((tmp_path / "data/pods/s/containers/c/pid").read_text())

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from grpclib.client import Channel
 
-from init.api.pods import RunningCounts
+from init import config
 from init.app import ApiUnavailable, Init
 from init.config import Config
+from init.services.pod.model import RunningCounts
 from init.system.reaper import Reaper
 from oneproto import one_grpc, one_pb2
 
@@ -31,8 +32,8 @@ class RecordingPods:
 
 
 def _config(tmp_path: Path, listen: str) -> Config:
-    return Config(mode="local", data_dir=tmp_path / "data", listen=listen, shutdown_grace=7.0,
-                  hooks_dir=tmp_path / "no-hooks")
+    return config.defaults("local", data_dir=tmp_path / "data", listen=listen,
+                           shutdown_grace=7.0, hooks_dir=tmp_path / "no-hooks")
 
 
 async def _serve_and_shut_down(init: Init, sock: Path, timeout_seconds: int) -> None:

@@ -11,9 +11,9 @@ import pytest
 from grpclib import GRPCError, Status
 from grpclib.testing import ChannelFor
 
-from init.api.netinfo import InterfaceState
-from init.api.pods import NoPods, RunningCounts
 from init.api.service import OneService
+from init.net.netinfo import InterfaceState
+from init.services.pod.model import RunningCounts
 from init.version import VERSION
 from oneproto import one_grpc, one_pb2
 
@@ -38,7 +38,7 @@ async def _broken_network() -> list[InterfaceState]:
 
 
 def _run(body: Callable[[one_grpc.OneServiceStub], Awaitable[Any]], **service_args: Any) -> Any:
-    args: dict[str, Any] = {"version": VERSION, "pods": NoPods(),
+    args: dict[str, Any] = {"version": VERSION, "pods": None,
                             "request_shutdown": lambda reason, grace: None,
                             "default_grace": 10.0, "network": _interfaces}
     args.update(service_args)
@@ -57,7 +57,7 @@ def test_health_reports_version_and_the_pod_service_counts() -> None:
     reply = _run(body, pods=FakePods())
     assert (reply.healthy, reply.version, reply.running_pods, reply.running_containers) == \
         (True, VERSION, 2, 5)
-    assert _run(body).running_pods == 0  # NoPods: nothing can run before issue 6
+    assert _run(body).running_pods == 0  # no pod service: nothing can run
 
 
 def test_network_info_carries_every_field() -> None:

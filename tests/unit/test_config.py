@@ -45,3 +45,19 @@ def test_local_flags(tmp_path: Path) -> None:
                                                            "vsock:3"]))
     with pytest.raises(config.ConfigError, match="--data-dir"):
         config.from_args(config.local_parser().parse_args([]))
+
+
+def test_readme_configuration_table_is_the_settings_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert config.markdown_table() in readme, \
+        "README's configuration table differs from init/config.py SETTINGS: paste " \
+        "`python -c 'from init import config; print(config.markdown_table())'`"
+
+
+def test_every_known_key_and_flag_is_parsed_once() -> None:
+    keys = [s.key for s in config.SETTINGS if s.key]
+    flags = [s.flag for s in config.SETTINGS if s.flag]
+    assert len(keys) == len(set(keys)) and len(flags) == len(set(flags))
+    assert set(config.KNOWN_KEYS) == set(keys)
+    local = config.from_args(config.local_parser().parse_args(["--data-dir", "/tmp/x"]))
+    assert local.hooks_dir == Path("/tmp/x/boot.d") and local.registry_auth is None

@@ -60,7 +60,7 @@ def test_cmdline_network_settings() -> None:
     assert cfg.hostname_explicit
     assert cfg.unknown == ()
     defaults = config.from_cmdline("console=ttyS0")
-    assert defaults.net_wait == config.DEFAULT_NET_WAIT and defaults.ip == ()
+    assert defaults.net_wait == config.default("net_wait") and defaults.ip == ()
     assert not defaults.hostname_explicit
 
 
@@ -118,11 +118,12 @@ def test_resolv_conf_render_and_atomic_write(tmp_path: Path) -> None:
 
 
 def test_cmdline_dns_replaces_lease_dns(tmp_path: Path) -> None:
-    mgr = NetworkManager(NetSettings(dns=("192.0.2.53",), search=("x.example",),
+    mgr = NetworkManager(NetSettings(wait=0, dns=("192.0.2.53",), search=("x.example",),
                                      resolv_conf=tmp_path / "r"))
     text = mgr.resolv_conf_text()
     assert text is not None and "nameserver 192.0.2.53" in text and "search x.example" in text
-    assert NetworkManager(NetSettings(resolv_conf=tmp_path / "r")).resolv_conf_text() is None
+    empty = NetworkManager(NetSettings(wait=0, resolv_conf=tmp_path / "r"))
+    assert empty.resolv_conf_text() is None
 
 
 class _State:
@@ -158,6 +159,7 @@ def test_interfaces_is_live_state_with_lease_data(tmp_path: Path) -> None:
     """What GetNetworkInfo gets in PID 1 mode: netinfo's live dump (read-only here) + leases."""
     import asyncio
 
-    mgr = NetworkManager(NetSettings(resolv_conf=tmp_path / "resolv.conf", interfaces=()))
+    mgr = NetworkManager(NetSettings(wait=0, resolv_conf=tmp_path / "resolv.conf",
+                                     interfaces=()))
     states = asyncio.run(mgr.interfaces())
     assert any(s.name == "lo" and s.loopback for s in states)

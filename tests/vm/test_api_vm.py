@@ -6,25 +6,23 @@ target/bench/api_vsock.json, never asserted."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import statistics
 import subprocess
 import sys
 import time
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from onectl.errors import OnectlError
 from onectl.machine import Machine, MachineConfig
 from onectl.relay import HybridVsockRelay
 from oneproto import one_pb2, one_pb2_grpc
-from tests.conftest import BOOT_TIMEOUT, ROOT, TARGET, Artifacts
+from tests.fixtures.cli import onectl
+from tests.fixtures.paths import ROOT, TARGET
+from tests.fixtures.vm import BOOT_TIMEOUT, Artifacts, boot_machine
 
 pytestmark = pytest.mark.vm
 
@@ -33,43 +31,12 @@ BOOTS = 5
 CALLS = 1000
 
 
-def _onectl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ONECTL_ADDRESS"}
-    return subprocess.run([sys.executable, "-m", "onectl", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def _config(artifacts: Artifacts, *, direct: bool = False) -> MachineConfig:
     # restricted: the tests need no router or DNS, so nothing the guest sends leaves the host.
     if direct:
         return MachineConfig(kernel=artifacts.bzimage, boot="direct", initrd=artifacts.initramfs,
                              append=artifacts.cmdline, net="restricted", accel="tcg")
     return MachineConfig(kernel=artifacts.uki, boot="uefi", net="restricted", accel="tcg")
-
-
-def _boot(config: MachineConfig, workdir: Path, *, attempts: int = 2) -> Machine:
-    """A started machine whose guest has signalled READY. A boot that hangs (seen ~1 in 20 under
-    TCG, in the kernel before /init) is reported as a warning and retried once, never hidden."""
-    for attempt in range(1, attempts + 1):
-        machine = Machine(config, workdir / f"run{attempt}").start()
-        try:
-            machine.wait_ready(BOOT_TIMEOUT)
-            return machine
-        except OnectlError as e:
-            tail = machine.vm.tail() if machine.vm else ""
-            machine.stop(timeout=10)
-            if attempt == attempts:
-                raise AssertionError(f"{e}\nconsole tail:\n{tail}") from None
-            warnings.warn(f"boot attempt {attempt} failed, retrying: {e}\n{tail}", stacklevel=2)
-    raise AssertionError("unreachable")
-
-
-@pytest.fixture
-def machines() -> Iterator[list[Machine]]:
-    started: list[Machine] = []
-    yield started
-    for machine in started:
-        machine.stop(timeout=30)
 
 
 def _record(key: str, value: object) -> None:
@@ -109,7 +76,7 @@ def test_onectl_and_grpcio_over_hybrid_vsock_then_shutdown(
     assert "yes" in out
     assert machine.ready is not None and machine.ready.lines == [b"READY\n"]
 
-    r = _onectl("-a", address, "-o", "json", "health")
+    r = onectl("-a", address, "-o", "json", "health")
     assert r.returncode == 0, r.stderr
     health = json.loads(r.stdout)
     assert health["healthy"] is True and health["version"]
@@ -133,20 +100,20 @@ def test_onectl_and_grpcio_over_hybrid_vsock_then_shutdown(
         "p99": round(samples[int(CALLS * 0.99) - 1], 3), "max": round(samples[-1], 3),
         "note": "TCG guest, grpcio client through onectl's relay and vhost-device-vsock"})
 
-    r = _onectl("-a", address, "netinfo", "-o", "json")
+    r = onectl("-a", address, "netinfo", "-o", "json")
     assert r.returncode == 0, r.stderr
     names = [i["name"] for i in json.loads(r.stdout)["interfaces"]]
     assert "lo" in names and "eth0" in names, names
-    r = _onectl("-a", address, "netinfo")
+    r = onectl("-a", address, "netinfo")
     assert r.returncode == 0 and r.stdout.splitlines()[0].startswith("NAME"), r.stderr
 
     # A port nobody listens on: the daemon resets each CONNECT; onectl gives up with code 3.
-    r = _onectl("--connect-timeout", "2", "-a", f"vsock-uds:{machine.vsock_socket}:2000",
-                "health")
+    r = onectl("--connect-timeout", "2", "-a", f"vsock-uds:{machine.vsock_socket}:2000",
+               "health")
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert "nothing listens on vsock port 2000" in r.stderr
 
-    r = _onectl("-a", address, "shutdown", "--timeout", "5")
+    r = onectl("-a", address, "shutdown", "--timeout", "5")
     assert r.returncode == 0, r.stderr
     assert "shutdown accepted" in r.stdout
     _assert_clean_power_off(machine)
@@ -155,7 +122,7 @@ def test_onectl_and_grpcio_over_hybrid_vsock_then_shutdown(
 
     # The guest is gone: the same command now cannot connect (exit code 3, one line).
     machine.stop(timeout=10)
-    r = _onectl("--connect-timeout", "1", "-a", address, "health")
+    r = onectl("--connect-timeout", "1", "-a", address, "health")
     assert r.returncode == 3, (r.stdout, r.stderr)
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("onectl: cannot connect to")
 
@@ -173,7 +140,7 @@ def test_onectl_run_serves_until_interrupted(artifacts: Artifacts, tmp_path: Pat
         assert line, proc.stderr.read() if proc.stderr else ""
         info = json.loads(line)
         assert info["ready_seconds"] > 0
-        r = _onectl("-a", info["address"], "health")
+        r = onectl("-a", info["address"], "health")
         assert r.returncode == 0, r.stderr
         assert "healthy:            yes" in r.stdout
         proc.send_signal(signal.SIGINT)
@@ -197,7 +164,7 @@ def test_bench_qemu_start_to_ready(boot: str, artifacts: Artifacts, tmp_path: Pa
     config = _config(artifacts, direct=boot == "direct")
     seconds = []
     for i in range(BOOTS):
-        machine = _boot(config, tmp_path / f"boot{i}")
+        machine = boot_machine(config, tmp_path / f"boot{i}")
         machines.append(machine)
         assert machine.ready_seconds is not None
         seconds.append(machine.ready_seconds)

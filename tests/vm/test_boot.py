@@ -13,7 +13,7 @@ import pytest
 
 from onebuild import cpio
 from onectl.qemu import Vm, VmSpec
-from tests.conftest import BOOT_TIMEOUT, Artifacts, boot
+from tests.fixtures.vm import BOOT_TIMEOUT, Artifacts, boot
 
 pytestmark = pytest.mark.vm
 

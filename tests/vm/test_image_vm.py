@@ -6,9 +6,6 @@ and nothing else. 10.0.2.100 is not loopback, so the pull over plain HTTP also p
 `one.insecure_registries` on the kernel command line.
 """
 
-# The fixtures are imported from tests/fixtures/images; pytest passes them by name.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -17,17 +14,10 @@ from pathlib import Path
 import pytest
 
 from onectl.machine import Machine, MachineConfig
-from tests.conftest import Artifacts
-from tests.fixtures.images.fixtures import (  # noqa: F401 - pytest fixtures
-    Pushed,
-    _proxy,
-    busybox_image,
-    image_proxy,
-    image_registry,
-    oci_dir,
-)
+from tests.fixtures.cli import onectl
+from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
-from tests.vm.test_api_vm import _boot, _onectl, machines  # noqa: F401 - a fixture
+from tests.fixtures.vm import Artifacts, boot_machine
 
 pytestmark = pytest.mark.vm
 
@@ -42,12 +32,12 @@ def test_guest_pulls_from_the_host_registry(artifacts: Artifacts, tmp_path: Path
         append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
         net="restricted", guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{image_proxy.address}"],
         accel="tcg")
-    machine = _boot(config, tmp_path)
+    machine = boot_machine(config, tmp_path)
     machines.append(machine)
     address = str(machine.address)
     ref = f"{GUEST_REGISTRY}/{busybox_image.name}"
 
-    pulled = _onectl("-a", address, "pull", ref, "-o", "json", timeout=300)
+    pulled = onectl("-a", address, "pull", ref, "-o", "json", timeout=300)
     assert pulled.returncode == 0, pulled.stderr
     image = json.loads(pulled.stdout)
     assert image["digest"] == busybox_image.digest and image["references"] == [ref]
@@ -55,12 +45,12 @@ def test_guest_pulls_from_the_host_registry(artifacts: Artifacts, tmp_path: Path
     assert image_proxy.requests("GET", "blobs")  # the layers came over the guest's network
 
     image_proxy.log.clear()
-    again = _onectl("-a", address, "pull", ref, "-o", "json", timeout=300)
+    again = onectl("-a", address, "pull", ref, "-o", "json", timeout=300)
     assert again.returncode == 0, again.stderr
     assert image_proxy.requests("GET") == []  # a second pull transfers nothing
 
-    listed = _onectl("-a", address, "-o", "json", "images")
+    listed = onectl("-a", address, "-o", "json", "images")
     assert listed.returncode == 0, listed.stderr
     assert [i["digest"] for i in json.loads(listed.stdout)["images"]] == [busybox_image.digest]
-    bad = _onectl("-a", address, "pull", "Bad/Reference")
+    bad = onectl("-a", address, "pull", "Bad/Reference")
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr

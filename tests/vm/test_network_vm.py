@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from onectl.qemu import Vm, VmSpec
-from tests.conftest import BOOT_TIMEOUT, ROOT, Artifacts, boot
+from tests.fixtures.paths import ROOT
+from tests.fixtures.vm import BOOT_TIMEOUT, Artifacts, boot
 
 pytestmark = pytest.mark.vm
 

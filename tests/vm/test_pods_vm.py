@@ -6,8 +6,6 @@ test_image_vm.py). Booted directly (bzImage + the initramfs the UKI embeds) beca
 built-in command line cannot name the insecure test registry.
 """
 
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -18,17 +16,10 @@ from pathlib import Path
 import pytest
 
 from onectl.machine import Machine, MachineConfig
-from tests.conftest import Artifacts
-from tests.fixtures.images.fixtures import (  # noqa: F401 - pytest fixtures
-    Pushed,
-    _proxy,
-    busybox_image,
-    image_proxy,
-    image_registry,
-    oci_dir,
-)
+from tests.fixtures.cli import onectl
+from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
-from tests.vm.test_api_vm import _boot, _onectl, machines  # noqa: F401 - a fixture
+from tests.fixtures.vm import Artifacts, boot_machine
 
 pytestmark = pytest.mark.vm
 
@@ -44,7 +35,7 @@ def test_pod_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
         append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
         net="restricted", guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{image_proxy.address}"],
         accel="tcg", memory_mib=128)
-    machine = _boot(config, tmp_path)
+    machine = boot_machine(config, tmp_path)
     machines.append(machine)
     a = str(machine.address)
     podfile = tmp_path / "pod.json"
@@ -53,34 +44,34 @@ def test_pod_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
          "command": ["sh", "-c", "echo hello from $(cat /etc/hostname); "
                      "exec busybox sleep 600"]}]}))
 
-    created = _onectl("-a", a, "--rpc-timeout", "300", "pod", "create", "-f", str(podfile),
-                      "-o", "json", timeout=400)
+    created = onectl("-a", a, "--rpc-timeout", "300", "pod", "create", "-f", str(podfile),
+                     "-o", "json", timeout=400)
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["state"] == "POD_STATE_CREATED", created.stdout
-    started = _onectl("-a", a, "pod", "start", "vmpod", "-o", "json", timeout=120)
+    started = onectl("-a", a, "pod", "start", "vmpod", "-o", "json", timeout=120)
     assert started.returncode == 0, started.stderr + machine.console_log.read_text()
     pod = json.loads(started.stdout)
     assert pod["state"] == "POD_STATE_RUNNING", pod
     assert pod["ip_address"] == "10.0.2.15", pod  # the VM's own DHCP address
 
     deadline = time.monotonic() + 60
-    while (logs := _onectl("-a", a, "logs", "vmpod").stdout) != "hello from vmpod\n":
+    while (logs := onectl("-a", a, "logs", "vmpod").stdout) != "hello from vmpod\n":
         assert time.monotonic() < deadline, logs
         time.sleep(1)
-    ran = _onectl("-a", a, "exec", "vmpod", "app", "--", "sh", "-c",
-                  "cat /proc/1/cmdline | busybox tr '\\0' ' '; exit 6", timeout=120)
+    ran = onectl("-a", a, "exec", "vmpod", "app", "--", "sh", "-c",
+                 "cat /proc/1/cmdline | busybox tr '\\0' ' '; exit 6", timeout=120)
     assert ran.returncode == 6 and ran.stdout.startswith("busybox sleep 600"), ran
 
-    health = json.loads(_onectl("-a", a, "-o", "json", "health").stdout)
+    health = json.loads(onectl("-a", a, "-o", "json", "health").stdout)
     assert health["running_containers"] == 1, health
     rss = re.findall(r"pod vmpod RUNNING; rss ([\d.]+) MiB", machine.console_log.read_text())
     assert rss, machine.console_log.read_text()
     print(f"init RSS with one pod running: {rss[-1]} MiB")
 
-    stopped = _onectl("-a", a, "pod", "stop", "vmpod", "-t", "2", "-o", "json", timeout=120)
+    stopped = onectl("-a", a, "pod", "stop", "vmpod", "-t", "2", "-o", "json", timeout=120)
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(stopped.stdout)["state"] == "POD_STATE_STOPPED"
-    removed = _onectl("-a", a, "pod", "rm", "vmpod", timeout=120)
+    removed = onectl("-a", a, "pod", "rm", "vmpod", timeout=120)
     assert removed.returncode == 0, removed.stderr
-    assert json.loads(_onectl("-a", a, "-o", "json", "pods").stdout) == []
+    assert json.loads(onectl("-a", a, "-o", "json", "pods").stdout) == []
     assert machine.stop(timeout=120) == 0

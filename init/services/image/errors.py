@@ -1,67 +1,49 @@
-"""Errors of the image service.
-
-Each class names the gRPC status the API answers it with (`grpc_status`), so the API maps them
-without knowing every class; messages are written for the person who typed the reference.
-"""
+"""Errors of the image service, each naming its gRPC status (see init/services/errors.py)."""
 
 from __future__ import annotations
 
-
-class ImageError(Exception):
-    """Base of every error the image service raises on purpose."""
-
-    grpc_status = "INTERNAL"
+from init.services.errors import ServiceError
 
 
-class InvalidReference(ImageError, ValueError):
-    """The image reference cannot be parsed (bad syntax, upper case, bad digest...)."""
-
-    grpc_status = "INVALID_ARGUMENT"
+# Base of every error the image service raises on purpose.
+class ImageError(ServiceError, status="INTERNAL"): ...
 
 
-class RegistryError(ImageError):
-    """The registry could not be reached or answered with an error after the retries."""
-
-    grpc_status = "UNAVAILABLE"
+# The image reference cannot be parsed (bad syntax, upper case, bad digest...).
+class InvalidReference(ImageError, ValueError, status="INVALID_ARGUMENT"): ...
 
 
-class AuthenticationError(RegistryError):
-    """The registry wants credentials we do not have, or refused the ones we sent."""
-
-    grpc_status = "UNAUTHENTICATED"
+# The registry could not be reached or answered with an error after the retries.
+class RegistryError(ImageError, status="UNAVAILABLE"): ...
 
 
-class NotInRegistry(RegistryError):
-    """The registry does not know the repository, tag or digest."""
-
-    grpc_status = "NOT_FOUND"
+# The registry wants credentials we do not have, or refused the ones we sent.
+class AuthenticationError(RegistryError, status="UNAUTHENTICATED"): ...
 
 
-class DigestMismatch(ImageError):
-    """Content did not match its digest (or size); it was discarded, nothing was stored."""
-
-    grpc_status = "DATA_LOSS"
+# The registry does not know the repository, tag or digest.
+class NotInRegistry(RegistryError, status="NOT_FOUND"): ...
 
 
-class UnsafeLayer(ImageError):
-    """A layer tried to write outside its rootfs (absolute path, `..`, escaping link)."""
-
-    grpc_status = "FAILED_PRECONDITION"
+# Content did not match its digest (or size); it was discarded, nothing was stored.
+class DigestMismatch(ImageError, status="DATA_LOSS"): ...
 
 
-class UnsupportedImage(ImageError):
-    """A manifest or layer we cannot use: schema 1, unknown media type, no matching platform."""
-
-    grpc_status = "FAILED_PRECONDITION"
+# A layer tried to write outside its rootfs (absolute path, `..`, escaping link).
+class UnsafeLayer(ImageError, status="FAILED_PRECONDITION"): ...
 
 
-class ImageNotFound(ImageError, LookupError):
-    """No image with that reference or digest in the local store."""
-
-    grpc_status = "NOT_FOUND"
+# A manifest or layer we cannot use: schema 1, unknown media type, no matching platform.
+class UnsupportedImage(ImageError, status="FAILED_PRECONDITION"): ...
 
 
-class ImageInUse(ImageError):
-    """The image cannot be removed while a container uses it."""
+# No image with that reference or digest in the local store.
+class ImageNotFound(ImageError, LookupError, status="NOT_FOUND"): ...
 
-    grpc_status = "FAILED_PRECONDITION"
+
+# The image cannot be removed while a container uses it.
+class ImageInUse(ImageError, status="FAILED_PRECONDITION"): ...
+
+
+# The data directory has not the room an image needs (checked before, or ran out midway).
+class NoSpace(ImageError, status="RESOURCE_EXHAUSTED"): ...

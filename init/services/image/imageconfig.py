@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from init.services.image.errors import UnsupportedImage
+from init.services.image.manifest import load_object
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,7 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 
 def parse(body: bytes, what: str) -> ImageConfig:
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise UnsupportedImage(f"{what}: image config is not JSON ({e})") from None
-    if not isinstance(doc, dict):
-        raise UnsupportedImage(f"{what}: image config is not a JSON object")
+    doc = load_object(body, f"{what}: image config")
     c = doc.get("config") or {}
     if not isinstance(c, dict):
         c = {}

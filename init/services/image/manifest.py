@@ -84,7 +84,8 @@ class Manifest:
     layers: tuple[Descriptor, ...]
 
 
-def _load(body: bytes, what: str) -> dict[str, Any]:
+def load_object(body: bytes, what: str) -> dict[str, Any]:
+    """A JSON object document (manifest, index, config); UnsupportedImage otherwise."""
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError) as e:
@@ -96,7 +97,7 @@ def _load(body: bytes, what: str) -> dict[str, Any]:
 
 def media_type_of(body: bytes, header_type: str, what: str) -> str:
     """The document's type: its own mediaType field, else the Content-Type, else by shape."""
-    doc = _load(body, what)
+    doc = load_object(body, what)
     mt = doc.get("mediaType") or header_type.split(";")[0].strip()
     if doc.get("schemaVersion") == 1 or mt in DOCKER_SCHEMA1:
         raise UnsupportedImage(f"{what}: Docker schema 1 manifests are not supported (push the "
@@ -112,7 +113,7 @@ def media_type_of(body: bytes, header_type: str, what: str) -> str:
 
 
 def parse_manifest(body: bytes, media_type: str, what: str) -> Manifest:
-    doc = _load(body, what)
+    doc = load_object(body, what)
     config = Descriptor.from_json(doc.get("config"), f"{what} config")
     layers_json = doc.get("layers")
     if not isinstance(layers_json, list):
@@ -138,7 +139,7 @@ def choose_platform(body: bytes, what: str,
                     want: tuple[str, str | None] | None = None) -> Descriptor:
     """The index entry for linux on this machine's architecture (variant if one is wanted)."""
     arch, variant = want or machine_platform()
-    doc = _load(body, what)
+    doc = load_object(body, what)
     entries = doc.get("manifests")
     if not isinstance(entries, list):
         raise UnsupportedImage(f"{what}: index without a manifest list")

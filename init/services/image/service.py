@@ -154,11 +154,14 @@ class ImageService:
 
         store = self._ready()
         # Shared: removals wait for running pulls before deleting blobs.
-        with store.lock("gc", shared=True):
+        with store.pulling():
             puller = Puller(store, ref, insecure=self.insecure_registries,
                             credential=credential or self.credentials.get(ref.registry),
                             progress=emit)
-            return puller.run()
+            digest = puller.run()
+        if store.in_memory():
+            store.drop_layer_blobs()
+        return digest
 
     # --- local queries -----------------------------------------------------------------------
 
@@ -196,9 +199,7 @@ class ImageService:
         """(image digest, the normalised reference or None if a digest was given)."""
         store = self._ready()
         if _is_digest(ref_or_digest):
-            from init.services.image.puller import find_image
-
-            image = find_image(store, ref_or_digest)
+            image = store.find_image(ref_or_digest)
             if image is None:
                 raise ImageNotFound(f"no image with digest {ref_or_digest}")
             return image, None
@@ -207,9 +208,7 @@ class ImageService:
         parsed = reference.parse(ref_or_digest)
         image = store.read_refs().get(str(parsed))
         if image is None and parsed.digest:
-            from init.services.image.puller import find_image
-
-            image = find_image(store, parsed.digest)
+            image = store.find_image(parsed.digest)
         if image is None or not store.is_complete(image):
             raise ImageNotFound(f"image {parsed} is not present (pull it first)")
         return image, str(parsed)
@@ -241,29 +240,6 @@ class ImageService:
 
         store.update_refs(drop_refs)
         if delete_image:
-            await asyncio.to_thread(self._delete_image, image)
+            await asyncio.to_thread(store.delete_image, image)
             removed.append(image)
         return removed
-
-    def _delete_image(self, image: str) -> None:
-        store = self.store
-        with store.lock("gc"):  # no pull is running while blobs go
-            meta = store.read_meta(image) or {}
-            with store.lock(f"rootfs-{image.partition(':')[2]}"):
-                store.meta_path(image).unlink(missing_ok=True)
-                store.discard(store.rootfs(image))
-            # Blobs no remaining image refers to (layers are shared between images).
-            keep: set[str] = set()
-            for other in store.metas():
-                keep.update(_blobs_of(other))
-            for digest in _blobs_of(meta) | set(store.blob_digests()):
-                if digest not in keep:
-                    store.remove_blob(digest)
-
-
-def _blobs_of(meta: Mapping[str, Any]) -> set[str]:
-    blobs = {meta.get("digest", ""), meta.get("config_digest", "")}
-    blobs.update(meta.get("index_digests", ()))
-    blobs.update(la["digest"] for la in meta.get("layers", ()))
-    blobs.discard("")
-    return blobs

@@ -70,6 +70,33 @@ class Store:
         finally:
             os.close(fd)
 
+    def pulling(self) -> contextlib.AbstractContextManager[None]:
+        """Held (shared) by every pull: garbage collection waits for running pulls."""
+        return self.lock("gc", shared=True)
+
+    def image_lock(self, digest: str) -> contextlib.AbstractContextManager[None]:
+        """Orders everything that makes, changes or deletes one image's rootfs and metadata."""
+        return self.lock(f"rootfs-{digest.partition(':')[2]}")
+
+    def _blob_lock(self, digest: str) -> contextlib.AbstractContextManager[None]:
+        return self.lock(f"blob-{digest.replace(':', '-')}")
+
+    def _atomic_write(self, path: Path, write: Callable[[BinaryIO], object], prefix: str) -> None:
+        """`write` fills a temporary file, which replaces `path` only once it is complete and
+        synced; on any failure nothing changes."""
+        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix=prefix)
+        try:
+            with os.fdopen(fd, "w+b") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
     # --- blobs ---------------------------------------------------------------------------------
 
     def blob_path(self, digest: str) -> Path:
@@ -86,33 +113,23 @@ class Store:
     def ingest(self, digest: str, size: int | None, fill: Callable[[BinaryIO], object]) -> bool:
         """Make blob `digest` present: `fill` writes (and verifies) it into a temporary file,
         which is renamed into place only if `fill` returns. False if it was already there."""
-        with self.lock(f"blob-{digest.replace(':', '-')}"):
+        with self._blob_lock(digest):
             if self.has_blob(digest, size):
                 return False
             path = self.blob_path(digest)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
-            try:
-                with os.fdopen(fd, "w+b") as f:
-                    fill(f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            self._atomic_write(path, fill, "blob-")
             return True
 
-    def put_bytes(self, digest: str, data: bytes) -> None:
-        """Store a small verified document (manifest, index, config) under its digest."""
+    def put_bytes(self, digest: str, data: bytes) -> bool:
+        """Store a small verified document (manifest, index, config) under its digest; False
+        if it was already there."""
         import hashlib
 
         algorithm, _, hexpart = digest.partition(":")
         if hashlib.new(algorithm, data).hexdigest() != hexpart:
             raise DigestMismatch(f"{digest}: content does not match its digest")
-        self.ingest(digest, len(data), lambda f: f.write(data))
+        return self.ingest(digest, len(data), lambda f: f.write(data))
 
     def read_blob(self, digest: str, limit: int) -> bytes:
         with open(self.blob_path(digest), "rb") as f:
@@ -122,8 +139,7 @@ class Store:
         return data
 
     def remove_blob(self, digest: str) -> None:
-        with self.lock(f"blob-{digest.replace(':', '-')}"), \
-                contextlib.suppress(FileNotFoundError):
+        with self._blob_lock(digest), contextlib.suppress(FileNotFoundError):
             self.blob_path(digest).unlink()
 
     def blob_digests(self) -> list[str]:
@@ -133,18 +149,8 @@ class Store:
     # --- images and references ---------------------------------------------------------------
 
     def _atomic_json(self, path: Path, doc: Any) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="json-")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        data = json.dumps(doc, indent=1, sort_keys=True).encode()
+        self._atomic_write(path, lambda f: f.write(data), "json-")
 
     def meta_path(self, digest: str) -> Path:
         return self.images / f"{digest.partition(':')[2]}.json"
@@ -173,6 +179,68 @@ class Store:
         """The metadata is written last: with it and the rootfs there, the image is usable."""
         return self.meta_path(digest).exists() and self.rootfs(digest).is_dir()
 
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def in_memory(self) -> bool:
+        """On tmpfs or ramfs: every byte stored is a byte of RAM."""
+        from init.system.mounts import fs_type
+
+        return fs_type(self.root) in ("tmpfs", "ramfs", "rootfs")
+
+    def referenced_blobs(self) -> set[str]:
+        """Every blob some complete image's metadata names."""
+        keep: set[str] = set()
+        for meta in self.metas():
+            keep.update(_blobs_of(meta))
+        return keep
+
+    def remove_unreferenced(self, digests: set[str]) -> None:
+        """Remove those of `digests` that no image's metadata names (a failed pull's blobs)."""
+        for digest in digests - self.referenced_blobs():
+            self.remove_blob(digest)
+
+    def drop_layer_blobs(self) -> bool:
+        """Delete the layer blobs of complete images (their rootfs holds the content): in
+        memory they would cost the image twice. Only when no pull runs (one that does may be
+        about to unpack a shared layer); False then, and the last pull to finish does it."""
+        fd = os.open(self.locks / "gc", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            for meta in self.metas():
+                if self.is_complete(meta.get("digest", "")):
+                    for layer in meta.get("layers", ()):
+                        self.remove_blob(layer["digest"])
+            return True
+        finally:
+            os.close(fd)
+
+    def find_image(self, digest: str) -> str | None:
+        """The complete local image whose manifest, or whose index, has this digest."""
+        if self.is_complete(digest):
+            return digest
+        for meta in self.metas():
+            if digest in meta.get("index_digests", ()) and self.is_complete(meta["digest"]):
+                return str(meta["digest"])
+        return None
+
+    def delete_image(self, digest: str) -> None:
+        """Delete an image's metadata and rootfs, then every blob no remaining image uses
+        (layers are shared between images). Waits for running pulls."""
+        with self.lock("gc"):
+            meta = self.read_meta(digest) or {}
+            with self.image_lock(digest):
+                self.meta_path(digest).unlink(missing_ok=True)
+                self.discard(self.rootfs(digest))
+            keep = self.referenced_blobs()
+            for blob in _blobs_of(meta) | set(self.blob_digests()):
+                if blob not in keep:
+                    self.remove_blob(blob)
+
     def read_refs(self) -> dict[str, str]:
         try:
             refs: dict[str, str] = json.loads(self.refs_file.read_text())
@@ -197,6 +265,14 @@ class Store:
         doomed = self.new_tmp_dir("doomed-")
         os.replace(path, doomed / "x")
         _remove_tree(doomed)
+
+
+def _blobs_of(meta: dict[str, Any]) -> set[str]:
+    blobs = {meta.get("digest", ""), meta.get("config_digest", "")}
+    blobs.update(meta.get("index_digests", ()))
+    blobs.update(la["digest"] for la in meta.get("layers", ()))
+    blobs.discard("")
+    return blobs
 
 
 def _remove_tree(path: Path) -> None:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-
-class PodError(Exception):
-    grpc_status = "INTERNAL"
+from init.services.errors import ServiceError
 
 
-class InvalidPod(PodError, ValueError):
-    grpc_status = "INVALID_ARGUMENT"
+class PodError(ServiceError, status="INTERNAL"): ...
 
 
-class PodNotFound(PodError, LookupError):
-    grpc_status = "NOT_FOUND"
+class InvalidPod(PodError, ValueError, status="INVALID_ARGUMENT"): ...
 
 
-class PodExists(PodError):
-    grpc_status = "ALREADY_EXISTS"
+class PodNotFound(PodError, LookupError, status="NOT_FOUND"): ...
 
 
-class WrongState(PodError):
-    grpc_status = "FAILED_PRECONDITION"
+class PodExists(PodError, status="ALREADY_EXISTS"): ...
+
+
+class WrongState(PodError, status="FAILED_PRECONDITION"): ...

@@ -1,4 +1,5 @@
-"""Pods and containers as the pod service keeps them, and the state rules of API.md."""
+"""Pods and containers as the pod service keeps them, and the state rules of the API: a pod is
+RUNNING while any container runs, FAILED when one failed, STOPPED once all have exited."""
 
 from __future__ import annotations
 
@@ -6,6 +7,14 @@ import asyncio
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
+
+
+class RunningCounts(NamedTuple):
+    """What Health reports."""
+
+    pods: int  # pods in state RUNNING
+    containers: int  # containers in state RUNNING, over all pods
 
 
 class CState(enum.IntEnum):  # values are ContainerState's numbers in proto/one.proto
@@ -28,10 +37,10 @@ class ContainerSpec:
     id: str
     name: str
     image: str
-    command: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
-    working_dir: str = ""
+    working_dir: str = ""  # "" : the image's
+    command: tuple[str, ...] = ()  # () : the image's entrypoint
+    args: tuple[str, ...] = ()  # () : the image's cmd (unless command is given)
+    env: tuple[str, ...] = ()  # KEY=VALUE, over the image's
 
 
 @dataclass

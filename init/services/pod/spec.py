@@ -115,13 +115,11 @@ def process(*, entrypoint: Sequence[str], cmd: Sequence[str], image_env: Sequenc
     return Process(argv, merge_env(image_env, env), cwd, uid, gid)
 
 
-def config(proc: Process, *, rootfs: Path, hostname: str, etc_files: dict[str, Path],
-           netns: str = "") -> dict[str, Any]:
-    """config.json: fresh pid/mount/ipc/uts namespaces; the network namespace is the VM's own
-    unless `netns` names a namespace file the pod's containers share."""
+def config(proc: Process, *, rootfs: Path, hostname: str,
+           etc_files: dict[str, Path]) -> dict[str, Any]:
+    """config.json: fresh pid/mount/ipc/uts namespaces; the network namespace is the VM's own,
+    shared by every container of the pod."""
     namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "mount", "ipc", "uts")]
-    if netns:
-        namespaces.append({"type": "network", "path": netns})
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",

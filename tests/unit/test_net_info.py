@@ -7,8 +7,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from init.api import netinfo
-from init.api.netinfo import Address, Gateway, Link
+from init.net import netinfo
+from init.net.netinfo import Address, Gateway, Link
 
 AF4, AF6 = socket.AF_INET, socket.AF_INET6
 PERMANENT = 0x80

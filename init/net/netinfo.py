@@ -3,7 +3,7 @@
 Read from live netlink state (links, addresses, main-table default routes), never from what was
 requested, so the answer is what the guest really has. The extractors turn pyroute2 messages into
 plain tuples and `assemble` is a pure function over them: unit tests feed it recorded shapes.
-The network issue adds lease data (delegated prefix, per-interface DNS) on top of this.
+The network manager puts lease data (delegated prefix, per-interface DNS) on top of this.
 """
 
 from __future__ import annotations
@@ -182,3 +182,12 @@ async def read(resolv_conf: Path = RESOLV_CONF) -> list[InterfaceState]:
             async for m in await ipr.get_routes(family=family):
                 gateways += gateways_of(m)
     return assemble(links, addresses, gateways, read_dns(resolv_conf))
+
+
+async def first_ipv4() -> str:
+    """The first IPv4 address of a non-loopback interface, "" if there is none (local mode's
+    pod address: the host has no network manager of ours)."""
+    for state in await read():
+        if not state.loopback and state.ipv4_address:
+            return state.ipv4_address
+    return ""
