@@ -198,7 +198,7 @@ def task_uki() -> dict[str, Any]:
     return {
         "actions": [(uki.build, [], {})],
         "file_dep": [*(str(p) for p in uki.sections().values() if p != uki.CMDLINE),
-                     "cmdline.txt", *step_sources("onebuild.uki")],
+                     str(uki.CMDLINE_SOURCE), *step_sources("onebuild.uki")],
         "targets": [str(uki.OUT), str(uki.CMDLINE)],
         "clean": True,
     }

@@ -209,8 +209,9 @@ def test_the_shipped_mke2fs_formats_a_disk_from_the_tree_alone(crun_tree: Path) 
     disk = crun_tree / "tmp" / "data.img"
     with disk.open("wb") as f:
         f.truncate(64 * 2**20)
-    proc = _in_tree(crun_tree, "/sbin/mke2fs", "-t", "ext4", "-L", "mvirt-one-data", "-F",
-                    "/tmp/data.img")
+    # the options the init formats a blank data disk with
+    proc = _in_tree(crun_tree, "/sbin/mke2fs", "-q", "-F", "-t", "ext4", "-L", "mvirt-one-data",
+                    "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1", "/tmp/data.img")
     assert proc.returncode == 0, proc.stderr
     with disk.open("rb") as f:
         f.seek(1024)
