@@ -162,15 +162,16 @@ def task_static() -> dict[str, Any]:
 
 
 def task_initramfs() -> dict[str, Any]:
-    """build target/initramfs.cpio.{gz,zst}: skeleton + init + runtime + CAs (EXTRA_CA_CERTS=pem)"""
-    from onebuild import cacerts, freeze, initramfs, runtime
+    """build target/initramfs.cpio.{gz,zst}: skeleton, /init, squashfs /usr; EXTRA_CA_CERTS=pem"""
+    from onebuild import cacerts, freeze, initramfs, preinit, runtime
 
     host_files = [str(host) for host, _package in initramfs.HOST_FILES.values()]
     return {
         "actions": [(initramfs.build, [], {})],
         "params": [EXTRA_CA_CERTS],
         "file_dep": [*_files("initramfs/rootfs"), str(freeze.ONEDIR / freeze.NAME),
-                     str(runtime.RUNTIME_JSON), *map(str, cacerts.mozilla_files()), *host_files,
+                     str(preinit.SOURCE), str(runtime.RUNTIME_JSON),
+                     *map(str, cacerts.mozilla_files()), *host_files,
                      *step_sources("onebuild.initramfs")],
         # The site CAs are a dependency by content, whichever way their path was given.
         "uptodate": [OptionsUnchanged(lambda o: cacerts.extra_fingerprint(o["extra_ca_certs"]))],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -49,23 +49,32 @@ class NewcWriter:
         self.entry("TRAILER!!!", 0)
 
 
-def _tree_entries(tree: Path) -> Iterable[tuple[str, Path]]:
+def _tree_entries(tree: Path, prune: Iterable[str] = ()) -> Iterable[tuple[str, Path]]:
+    """Every entry under `tree`; a directory named in `prune` comes without its contents."""
+    pruned = set(prune)
     for dirpath, dirnames, filenames in os.walk(tree):
         for name in dirnames + filenames:
             full = Path(dirpath) / name
             yield str(full.relative_to(tree)), full
+        dirnames[:] = [d for d in dirnames
+                       if str((Path(dirpath) / d).relative_to(tree)) not in pruned]
 
 
-def _normal_mode(st_mode: int) -> int:
+def normal_mode(st_mode: int) -> int:
     """Permissions from a git checkout depend on the umask; only the exec bit is content."""
     if stat.S_ISDIR(st_mode):
         return 0o1777 if st_mode & stat.S_ISVTX else 0o755
     return 0o755 if st_mode & 0o111 else 0o644
 
 
-def write(out: BinaryIO, tree: Path, *, mtime: int, devices: Iterable[DeviceNode] = ()) -> None:
-    """Archive `tree` plus `devices`, sorted by path; file modes kept, owners and times fixed."""
-    items: dict[str, Path | DeviceNode] = dict(_tree_entries(tree))
+def write(out: BinaryIO, tree: Path, *, mtime: int, devices: Iterable[DeviceNode] = (),
+          files: Mapping[str, Path] | None = None, prune: Iterable[str] = ()) -> None:
+    """Archive `tree` plus `devices`, sorted by path; file modes kept, owners and times fixed.
+
+    `files` adds regular files from elsewhere (archive path -> file); the directories named in
+    `prune` are archived empty."""
+    items: dict[str, Path | DeviceNode] = dict(_tree_entries(tree, prune))
+    items.update(files or {})
     for dev in devices:
         items[dev.path] = dev
     writer = NewcWriter(out, mtime)
@@ -75,7 +84,7 @@ def write(out: BinaryIO, tree: Path, *, mtime: int, devices: Iterable[DeviceNode
             writer.entry(name, item.mode, rdev=(item.major, item.minor))
             continue
         st = item.lstat()
-        perms = _normal_mode(st.st_mode)
+        perms = normal_mode(st.st_mode)
         if stat.S_ISLNK(st.st_mode):
             writer.entry(name, stat.S_IFLNK | 0o777, os.readlink(item).encode())
         elif stat.S_ISDIR(st.st_mode):

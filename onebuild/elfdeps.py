@@ -8,6 +8,8 @@ checks the result.
 
 from __future__ import annotations
 
+import filecmp
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -133,6 +135,23 @@ def add_host_libraries(tree: Path, extra_lib_dirs: tuple[str, ...] = ()) -> list
             progress = True
         if not progress:
             raise BuildError(f"libraries not found on the host: {', '.join(wanted)}")
+
+
+def link_duplicates(tree: Path, bundle_dirs: tuple[str, ...]) -> list[str]:
+    """Make each library of `bundle_dirs` that is byte for byte a library add_host_libraries put
+    in the tree a relative link to that one: one copy of each, whoever loads it by which path."""
+    system = (tree / DEFAULT_LIB_DIRS[0]).resolve()
+    linked: list[str] = []
+    for d in bundle_dirs:
+        for p in sorted((tree / d).iterdir()):
+            twin = system / p.name
+            if (p.is_symlink() or not p.is_file() or not twin.is_file()
+                    or not filecmp.cmp(p, twin, shallow=False)):
+                continue
+            p.unlink()
+            p.symlink_to(os.path.relpath(twin, p.parent.resolve()))
+            linked.append(str(p.relative_to(tree)))
+    return linked
 
 
 def check_loadable(tree: Path, extra_lib_dirs: tuple[str, ...] = ()) -> None:

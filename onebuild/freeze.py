@@ -76,6 +76,9 @@ def _pyinstaller(mode: str, dist: Path, work: Path) -> None:
         "--specpath", str(work),
         "--paths", str(paths.ROOT),
         "--strip",
+        # Bytecode without docstrings and asserts (python -OO): smaller and less to unmarshal.
+        # The init reads no docstring at run time (argparse descriptions are the host tools').
+        "--optimize", "2",
     ]
     for module in EXCLUDES:
         argv += ["--exclude-module", module]
@@ -83,7 +86,13 @@ def _pyinstaller(mode: str, dist: Path, work: Path) -> None:
         argv += ["--hidden-import", module]
     argv.append(str(ENTRY))
     # A fixed hash seed makes the marshalled code (set/frozenset order) the same on every build.
-    run(argv, env={"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": str(reproducible.epoch())})
+    env = {"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": str(reproducible.epoch())}
+    if mode == "onedir":
+        # The onedir tree ends up in the compressed /usr image (initramfs.py), which compresses
+        # the module archive as a whole far better than zlib does entry by entry: store it
+        # uncompressed (level 0), which also spares each import an inflate.
+        env["PYINSTALLER_ZLIB_COMPRESSION_LEVEL"] = "0"
+    run(argv, env=env)
 
 
 def freeze_onedir() -> None:

@@ -3,6 +3,12 @@
 The tree is assembled in target/initramfs.root/, checked with pyelftools (every ELF loadable from
 the tree alone), then archived by our own reproducible cpio writer and gzip with a fixed header,
 so two builds from clean give the same sha256.
+
+The tree is merged-/usr (/lib, /lib64, /bin, /sbin are links into /usr), and everything large
+lives under /usr: the archive carries /usr as one compressed, read-only squashfs image (usrimage)
+that /init, a small static program (preinit), mounts before it execs the Python init. Only what
+is used of it is decompressed, into page cache the kernel can drop; the rest of the root (/etc,
+mount points, /init) is a few KB of ramfs.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from onebuild import cacerts, cpio, elfdeps, freeze, paths, reproducible, runtime
+from onebuild import cacerts, cpio, elfdeps, freeze, paths, preinit, reproducible, runtime, usrimage
 from onebuild.tools import BuildError, run, step
 
 SKELETON = paths.ROOT / "initramfs" / "rootfs"
@@ -23,10 +29,15 @@ TREE = paths.TARGET / "initramfs.root"
 CPIO_GZ = paths.TARGET / "initramfs.cpio.gz"
 CPIO_ZST = paths.TARGET / "initramfs.cpio.zst"  # what the UKI carries
 MANIFEST = paths.TARGET / "initramfs.tree.txt"
-OUTPUTS = (TREE, CPIO_GZ, CPIO_ZST, MANIFEST)
+USR_SQUASHFS = paths.TARGET / "initramfs.usr.squashfs"  # the tree's /usr, as the archive has it
+OUTPUTS = (TREE, CPIO_GZ, CPIO_ZST, MANIFEST, USR_SQUASHFS)
 ROOTFS_IMAGE = paths.TARGET / "rootfs.raw"
-INIT_DIR = "usr/lib/mvirt-one"  # the onedir bundle; /init is a symlink to its executable
+USR = "usr"  # the read-only part of the tree, archived as USR_IMAGE and mounted there
+USR_IMAGE = "usr.squashfs"  # in the archive's root
+INIT_DIR = "usr/lib/mvirt-one"  # the onedir bundle; /init (preinit) execs its executable
 BUNDLE_LIBS = (f"{INIT_DIR}/_internal",)
+# merged /usr, as Debian has it: the loader, libraries and programs all come from the image
+USR_LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
 # The init runs its OCI runtime by this name, whichever runtime was shipped (RUNTIME=path): a link
 # to the binary, which keeps its own name beside it.
 OCI_RUNTIME_LINK = "usr/bin/oci-runtime"
@@ -34,14 +45,14 @@ OCI_RUNTIME_LINK = "usr/bin/oci-runtime"
 # tree path -> (host path, Debian package). mke2fs formats a blank data disk (`mke2fs -t ext4
 # -L LABEL -F DEVICE`) with Debian's defaults from mke2fs.conf.
 HOST_FILES = {
-    "sbin/mke2fs": (Path("/sbin/mke2fs"), "e2fsprogs"),
+    "usr/sbin/mke2fs": (Path("/sbin/mke2fs"), "e2fsprogs"),
     "etc/mke2fs.conf": (Path("/etc/mke2fs.conf"), "e2fsprogs"),
 }
-HOST_LINKS = {"sbin/mkfs.ext4": "mke2fs"}  # link -> target, as Debian has them
+HOST_LINKS = {"usr/sbin/mkfs.ext4": "mke2fs"}  # link -> target, as Debian has them
 
 # Mount points and data directories the init expects to exist.
-DIRECTORIES = ("proc", "sys", "dev", "run", "tmp", "root", "usr/bin", "var/lib/mvirt-one",
-               "etc/mvirt-one/boot.d")
+DIRECTORIES = ("proc", "sys", "dev", "run", "tmp", "root", "usr/bin", "usr/sbin", "usr/lib",
+               "usr/lib64", "var/lib/mvirt-one", "etc/mvirt-one/boot.d")
 
 # Python reads /dev/urandom before our code runs, and the kernel opens /dev/console for /init's
 # stdio before devtmpfs is mounted: both must exist in the archive.
@@ -57,13 +68,16 @@ def _copy_skeleton(tree: Path) -> None:
     for d in DIRECTORIES:
         (tree / d).mkdir(parents=True, exist_ok=True)
     (tree / "tmp").chmod(0o1777)
+    for link, target in USR_LINKS.items():
+        (tree / link).symlink_to(target)
 
 
 def _install_init(tree: Path, frozen: Path) -> None:
     if not (frozen / freeze.NAME).exists():
         raise BuildError(f"{frozen / freeze.NAME} is missing: run `doit init` first")
     shutil.copytree(frozen, tree / INIT_DIR, symlinks=True)
-    (tree / "init").symlink_to(f"{INIT_DIR}/{freeze.NAME}")
+    preinit.build(tree / "init", image=f"/{USR_IMAGE}", mount_point=f"/{USR}",
+                  init=f"/{INIT_DIR}/{freeze.NAME}")
 
 
 def _install_runtime(tree: Path, runtime_dir: Path) -> str:
@@ -109,7 +123,14 @@ def assemble(
     _install_host_files(tree)
     added = elfdeps.add_host_libraries(tree, BUNDLE_LIBS)
     print(f"  host libraries added: {', '.join(sorted(added))}")
+    linked = elfdeps.link_duplicates(tree, BUNDLE_LIBS)
+    if linked:
+        print(f"  bundle copies of system libraries made links: {', '.join(linked)}")
     elfdeps.check_loadable(tree, BUNDLE_LIBS)
+    outside = [p for p in tree.rglob("*") if elfdeps.is_elf(p) and not p.is_symlink()
+               and p.relative_to(tree).parts[0] not in (USR, "init")]
+    if outside:
+        raise BuildError(f"ELF files outside /{USR} would stay in RAM: {outside}")
 
 
 def _manifest(tree: Path) -> str:
@@ -126,11 +147,15 @@ def _manifest(tree: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def archive(tree: Path, out: Path, *, zstd_out: Path | None = None) -> None:
-    """newc cpio of the tree, gzip'ed with no name and a zero mtime in the gzip header; with
-    `zstd_out`, also the same cpio compressed with zstd -19 (what the UKI carries)."""
+def archive(tree: Path, out: Path, *, zstd_out: Path | None = None,
+            usr_image: Path = USR_SQUASHFS) -> None:
+    """newc cpio of the tree with its /usr as one squashfs image (`usr_image`, made here), gzip'ed
+    with no name and a zero mtime in the gzip header; with `zstd_out`, also the same cpio
+    compressed with zstd -19 (what the UKI carries)."""
+    usrimage.make(tree / USR, usr_image)
     raw = io.BytesIO()
-    cpio.write(raw, tree, mtime=reproducible.epoch(), devices=DEVICES)
+    cpio.write(raw, tree, mtime=reproducible.epoch(), devices=DEVICES,
+               files={USR_IMAGE: usr_image}, prune=(USR,))
     tmp = out.with_suffix(".tmp")
     with tmp.open("wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, compresslevel=9,
                                             mtime=0) as gz:
@@ -158,7 +183,7 @@ def build_rootfs_image() -> None:
     out = ROOTFS_IMAGE
     staging = paths.TARGET / "rootfs.staging"
     with step("Building target/rootfs.raw (ext4)"):
-        if not (TREE / "init").is_symlink():
+        if not (TREE / "init").is_file():
             raise BuildError(f"{TREE} is missing: build the initramfs first (`doit initramfs`)")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(TREE, staging, symlinks=True)

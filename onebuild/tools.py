@@ -45,6 +45,9 @@ PROVIDERS: dict[str, str] = {
     "ld": "binutils",
     "unshare": "util-linux",
     "git": "git",
+    "musl-gcc": "musl-tools",
+    "mksquashfs": "squashfs-tools",
+    "unsquashfs": "squashfs-tools",
 }
 
 

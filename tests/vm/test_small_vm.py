@@ -1,0 +1,84 @@
+"""The smallest VM the UKI is for: 96 MiB under OVMF runs a pod's whole life — pull, create,
+start, logs, exec, stop, delete — and powers off cleanly.
+
+At 96 MiB the firmware, the EFI stub's copy of the initrd and the kernel's own unpacking share
+what little memory there is: an initrd much over ~8 MB does not even load ("EFI stub: Failed to
+load initrd: Out of Resources"), and what the init keeps for itself is what the pod does not get.
+The registry is the host's loopback one, reached through a qemu guestfwd under restrict=on (see
+test_image_vm.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from onectl.machine import Machine, MachineConfig
+from tests.fixtures.cli import onectl
+from tests.fixtures.images.fixtures import Pushed
+from tests.fixtures.images.proxy import Proxy
+from tests.fixtures.vm import Artifacts, boot_machine
+
+pytestmark = pytest.mark.vm
+
+GUEST_REGISTRY = "10.0.2.100:5000"
+MEMORY_MIB = 96
+
+
+def test_a_pod_lives_its_whole_life_in_a_96_mib_vm_booted_from_the_uki(
+        artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy, busybox_image: Pushed,
+        machines: list[Machine]) -> None:
+    # OVMF passes -append as the UKI's load options, which systemd-stub uses instead of the
+    # embedded command line (unsigned, no Secure Boot): that names the insecure test registry.
+    config = MachineConfig(
+        kernel=artifacts.uki, boot="uefi",
+        append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
+        net="restricted", guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{image_proxy.address}"],
+        accel="tcg", memory_mib=MEMORY_MIB)
+    machine = boot_machine(config, tmp_path)
+    machines.append(machine)
+    a = str(machine.address)
+    ready = re.search(r"phase ready.*memory available ([\d.]+) of ([\d.]+) MiB",
+                      machine.console_log.read_text())
+    assert ready, machine.console_log.read_text()
+    print(f"memory available at READY in a {MEMORY_MIB} MiB VM: {ready[1]} of {ready[2]} MiB")
+
+    ref = f"{GUEST_REGISTRY}/{busybox_image.name}"
+    pulled = onectl("-a", a, "--rpc-timeout", "300", "pull", ref, "-o", "json", timeout=400)
+    assert pulled.returncode == 0, pulled.stderr
+    assert json.loads(pulled.stdout)["digest"] == busybox_image.digest
+
+    podfile = tmp_path / "pod.json"
+    podfile.write_text(json.dumps({"id": "small", "containers": [
+        {"id": "app", "image": ref,
+         "command": ["sh", "-c", "echo hello from $(cat /etc/hostname); "
+                     "exec busybox sleep 600"]}]}))
+    image_proxy.log.clear()
+    created = onectl("-a", a, "--rpc-timeout", "300", "pod", "create", "-f", str(podfile),
+                     "-o", "json", timeout=400)
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["state"] == "POD_STATE_CREATED", created.stdout
+    assert image_proxy.requests("GET", "blobs") == []  # the pulled image, not a second transfer
+    started = onectl("-a", a, "pod", "start", "small", "-o", "json", timeout=120)
+    assert started.returncode == 0, started.stderr + machine.console_log.read_text()
+    assert json.loads(started.stdout)["state"] == "POD_STATE_RUNNING", started.stdout
+
+    deadline = time.monotonic() + 60
+    while (logs := onectl("-a", a, "logs", "small").stdout) != "hello from small\n":
+        assert time.monotonic() < deadline, logs
+        time.sleep(1)
+    ran = onectl("-a", a, "exec", "small", "app", "--", "sh", "-c",
+                 "cat /proc/1/cmdline | busybox tr '\\0' ' '; exit 6", timeout=120)
+    assert ran.returncode == 6 and ran.stdout.startswith("busybox sleep 600"), ran
+
+    stopped = onectl("-a", a, "pod", "stop", "small", "-t", "2", "-o", "json", timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["state"] == "POD_STATE_STOPPED"
+    removed = onectl("-a", a, "pod", "rm", "small", timeout=120)
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(onectl("-a", a, "-o", "json", "pods").stdout) == []
+    assert machine.stop(timeout=120) == 0
