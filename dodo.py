@@ -134,7 +134,7 @@ def _init_sources() -> list[str]:
 
     stubs = [str(proto.OUT / name) for name in ("__init__.py", "one_pb2.py", "one_grpc.py")]
     return [*_files("init", "**/*.py"), *stubs, "requirements.txt",
-            *step_sources("onebuild.freeze")]
+            *_files("onebuild/pyinstaller_hooks"), *step_sources("onebuild.freeze")]
 
 
 def task_init() -> dict[str, Any]:

@@ -20,6 +20,7 @@ ENTRY = paths.ROOT / "init" / "__main__.py"
 NAME = "init"
 ONEDIR = paths.TARGET / "init"  # the onedir tree: ONEDIR/NAME is the executable
 STATIC = paths.TARGET / "mvirt-one"
+HOOKS = Path(__file__).resolve().parent / "pyinstaller_hooks"  # see its rthooks.dat
 
 # Modules the init never uses; PyInstaller would otherwise follow optional imports into them.
 EXCLUDES = (
@@ -32,7 +33,19 @@ EXCLUDES = (
     "onebuild", "onectl", "pyroute2.ndb", "pyroute2.ipdb", "pyroute2.nftables",
     "pyroute2.ipset", "pyroute2.wiset", "pyroute2.remote", "pyroute2.nslink",
     "pyroute2.cli", "pyroute2.conntrack", "pyroute2.iwutil", "pyroute2.inotify",
-    "pyroute2.plan9", "decimal", "_decimal", "_pydecimal", "statistics", "fractions",
+    "pyroute2.plan9",
+    # pyroute2 parts for other platforms and netlink families the init never speaks; only
+    # functions the init does not call import them.
+    "pyroute2.iproute.bsd", "pyroute2.iproute.darwin", "pyroute2.iproute.windows", "pyroute2.bsd",
+    "pyroute2.ethtool", "pyroute2.netlink.nl80211", "pyroute2.netlink.nfnetlink",
+    "pyroute2.netlink.diag", "pyroute2.netlink.devlink", "pyroute2.netlink.taskstats",
+    "pyroute2.netlink.connector", "pyroute2.ipvs",
+    # multiprocessing is imported (by pyroute2), never used to start pools, managers or servers.
+    "concurrent.futures.process", "multiprocessing.pool", "multiprocessing.managers",
+    "multiprocessing.dummy", "multiprocessing.shared_memory", "multiprocessing.sharedctypes",
+    "multiprocessing.heap", "multiprocessing.forkserver", "multiprocessing.popen_forkserver",
+    "multiprocessing.popen_spawn_posix",
+    "decimal", "_decimal", "_pydecimal", "statistics", "fractions",
     # Not difflib: pyroute2's rtnl socket imports unittest.mock, and unittest imports difflib.
     # East-Asian codecs: 1 MB of extension modules the init never decodes with.
     "_codecs_jp", "_codecs_kr", "_codecs_cn", "_codecs_tw", "_codecs_hk", "_codecs_iso2022",
@@ -75,6 +88,7 @@ def _pyinstaller(mode: str, dist: Path, work: Path) -> None:
         "--workpath", str(work),
         "--specpath", str(work),
         "--paths", str(paths.ROOT),
+        "--additional-hooks-dir", str(HOOKS),
         "--strip",
         # Bytecode without docstrings and asserts (python -OO): smaller and less to unmarshal.
         # The init reads no docstring at run time (argparse descriptions are the host tools').
