@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from onectl.machine import Machine, MachineConfig
 from tests.fixtures.cli import onectl
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
+from tests.fixtures.pods import check_logs_and_exec, stop_and_remove, write_pod_file
 from tests.fixtures.vm import Artifacts, boot_machine
 
 pytestmark = pytest.mark.vm
@@ -38,11 +38,8 @@ def test_pod_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
     machine = boot_machine(config, tmp_path)
     machines.append(machine)
     a = str(machine.address)
-    podfile = tmp_path / "pod.json"
-    podfile.write_text(json.dumps({"id": "vmpod", "containers": [
-        {"id": "app", "image": f"{GUEST_REGISTRY}/{busybox_image.name}",
-         "command": ["sh", "-c", "echo hello from $(cat /etc/hostname); "
-                     "exec busybox sleep 600"]}]}))
+    podfile = write_pod_file(tmp_path / "pod.json", "vmpod",
+                             f"{GUEST_REGISTRY}/{busybox_image.name}")
 
     created = onectl("-a", a, "--rpc-timeout", "300", "pod", "create", "-f", str(podfile),
                      "-o", "json", timeout=400)
@@ -54,13 +51,7 @@ def test_pod_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
     assert pod["state"] == "POD_STATE_RUNNING", pod
     assert pod["ip_address"] == "10.0.2.15", pod  # the VM's own DHCP address
 
-    deadline = time.monotonic() + 60
-    while (logs := onectl("-a", a, "logs", "vmpod").stdout) != "hello from vmpod\n":
-        assert time.monotonic() < deadline, logs
-        time.sleep(1)
-    ran = onectl("-a", a, "exec", "vmpod", "app", "--", "sh", "-c",
-                 "cat /proc/1/cmdline | busybox tr '\\0' ' '; exit 6", timeout=120)
-    assert ran.returncode == 6 and ran.stdout.startswith("busybox sleep 600"), ran
+    check_logs_and_exec(a, "vmpod")
 
     health = json.loads(onectl("-a", a, "-o", "json", "health").stdout)
     assert health["running_containers"] == 1, health
@@ -68,10 +59,5 @@ def test_pod_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
     assert rss, machine.console_log.read_text()
     print(f"init RSS with one pod running: {rss[-1]} MiB")
 
-    stopped = onectl("-a", a, "pod", "stop", "vmpod", "-t", "2", "-o", "json", timeout=120)
-    assert stopped.returncode == 0, stopped.stderr
-    assert json.loads(stopped.stdout)["state"] == "POD_STATE_STOPPED"
-    removed = onectl("-a", a, "pod", "rm", "vmpod", timeout=120)
-    assert removed.returncode == 0, removed.stderr
-    assert json.loads(onectl("-a", a, "-o", "json", "pods").stdout) == []
+    stop_and_remove(a, "vmpod")
     assert machine.stop(timeout=120) == 0

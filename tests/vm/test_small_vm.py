@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from onectl.machine import Machine, MachineConfig
 from tests.fixtures.cli import onectl
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
+from tests.fixtures.pods import check_logs_and_exec, stop_and_remove, write_pod_file
 from tests.fixtures.vm import BOOT_TIMEOUT, FIRST_LINE_TIMEOUT, INIT_STARTS, Artifacts
 
 pytestmark = pytest.mark.vm
@@ -62,11 +62,7 @@ def test_a_pod_lives_its_whole_life_in_a_96_mib_vm_booted_from_the_uki(
     assert pulled.returncode == 0, pulled.stderr
     assert json.loads(pulled.stdout)["digest"] == busybox_image.digest
 
-    podfile = tmp_path / "pod.json"
-    podfile.write_text(json.dumps({"id": "small", "containers": [
-        {"id": "app", "image": ref,
-         "command": ["sh", "-c", "echo hello from $(cat /etc/hostname); "
-                     "exec busybox sleep 600"]}]}))
+    podfile = write_pod_file(tmp_path / "pod.json", "small", ref)
     image_proxy.log.clear()
     created = onectl("-a", a, "--rpc-timeout", "300", "pod", "create", "-f", str(podfile),
                      "-o", "json", timeout=400)
@@ -77,18 +73,6 @@ def test_a_pod_lives_its_whole_life_in_a_96_mib_vm_booted_from_the_uki(
     assert started.returncode == 0, started.stderr + machine.console_log.read_text()
     assert json.loads(started.stdout)["state"] == "POD_STATE_RUNNING", started.stdout
 
-    deadline = time.monotonic() + 60
-    while (logs := onectl("-a", a, "logs", "small").stdout) != "hello from small\n":
-        assert time.monotonic() < deadline, logs
-        time.sleep(1)
-    ran = onectl("-a", a, "exec", "small", "app", "--", "sh", "-c",
-                 "cat /proc/1/cmdline | busybox tr '\\0' ' '; exit 6", timeout=120)
-    assert ran.returncode == 6 and ran.stdout.startswith("busybox sleep 600"), ran
-
-    stopped = onectl("-a", a, "pod", "stop", "small", "-t", "2", "-o", "json", timeout=120)
-    assert stopped.returncode == 0, stopped.stderr
-    assert json.loads(stopped.stdout)["state"] == "POD_STATE_STOPPED"
-    removed = onectl("-a", a, "pod", "rm", "small", timeout=120)
-    assert removed.returncode == 0, removed.stderr
-    assert json.loads(onectl("-a", a, "-o", "json", "pods").stdout) == []
+    check_logs_and_exec(a, "small")
+    stop_and_remove(a, "small")
     assert machine.stop(timeout=120) == 0
