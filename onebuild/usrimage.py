@@ -15,10 +15,13 @@ from pathlib import Path
 from onebuild import cpio, reproducible
 from onebuild.tools import BuildError, run
 
-# xz with the x86 branch filter: the smallest image, which is what every guest holds in RAM and
-# what the UKI's size is made of. 128 KiB blocks: a read decompresses one whole block, so larger
-# blocks are a little smaller but pull more into the page cache than was asked for.
-COMPRESSION = ("-comp", "xz", "-Xbcj", "x86", "-b", "128K")
+# zstd: a read decompresses one whole 128 KiB block, and decompression is what a boot waits for.
+# Measured (bench.boot, TCG, 128 MiB, median of 5, one run each): against xz with the x86 branch
+# filter, zstd makes the image 1.14 MB larger (10.3 vs 9.2 MB) and leaves 1.5 MiB less memory
+# available, but reaches READY 1.5 s sooner on direct boot and 1.2 s sooner under OVMF. Larger
+# blocks compress a little better but pull more into the page cache than was asked for, and
+# squashfs keeps four blocks of cache per mount. The kernel reads both (kernel.config).
+COMPRESSION = ("-comp", "zstd", "-Xcompression-level", "19", "-b", "128K")
 
 
 def _normalize_modes(root: Path) -> None:
