@@ -30,6 +30,34 @@ def image_info(image: Image) -> one_pb2.ImageInfo:
         working_dir=c.working_dir, user=c.user, exposed_ports=c.exposed_ports, labels=c.labels)
 
 
+class LatestProgress:
+    """A pull's progress as its client can take it: the latest step per layer. The pull never
+    waits for the client, and a client that reads slowly (or not at all) gets fewer, newer
+    steps instead of a backlog that grows with the pull."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Progress] = {}  # layer ("" for the image) → latest step
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    def put(self, p: Progress) -> None:
+        self._pending[p.layer] = p
+        self._changed.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._changed.set()
+
+    async def get(self) -> Progress | None:
+        """The oldest layer's latest step; None once closed and drained."""
+        while not self._pending:
+            if self._closed:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+        return self._pending.pop(next(iter(self._pending)))
+
+
 async def pull(images: ImageService,
                stream: Stream[one_pb2.PullImageRequest, one_pb2.PullImageProgress]) -> None:
     request = await stream.recv_message()
@@ -39,12 +67,12 @@ async def pull(images: ImageService,
         from init.services.image.auth import Credential
 
         credential = Credential(request.username, request.password)
-    queue: asyncio.Queue[Progress | None] = asyncio.Queue()
-    task = asyncio.ensure_future(images.pull(request.reference, queue.put_nowait,
+    steps = LatestProgress()
+    task = asyncio.ensure_future(images.pull(request.reference, steps.put,
                                              credential=credential))
-    task.add_done_callback(lambda _: queue.put_nowait(None))
+    task.add_done_callback(lambda _: steps.close())
     try:
-        while (p := await queue.get()) is not None:
+        while (p := await steps.get()) is not None:
             if p.status == "done":
                 continue  # the last message carries the image, below
             await stream.send_message(one_pb2.PullImageProgress(

@@ -11,16 +11,18 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import signal
 import socket
 import struct
 import tempfile
 import termios
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from init.services.task.runtime import Runtime, RuntimeError_
 
 CONSOLE_TIMEOUT = 30.0
+CHUNK = 64 * 1024
 
 
 class ExecProcess:
@@ -65,6 +67,41 @@ class ExecProcess:
             fcntl.ioctl(self.outputs["stdout"], termios.TIOCSWINSZ,
                         struct.pack("HHHH", height, width, 0, 0))
 
+    async def chunks(self, name: str) -> AsyncIterator[bytes]:
+        """What the process writes to output `name`, read only when the consumer asks for more:
+        a consumer that waits leaves the bytes in the pipe, and the process blocks on it. Ends
+        at the output's end, or once the process has exited and the pipe is empty (a child it
+        left behind may hold the pipe open: its output is not waited for)."""
+        fd = self.outputs[name]
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = os.read(fd, CHUNK)
+            except BlockingIOError:
+                if self.status.done():
+                    return
+                readable = loop.create_future()
+                loop.add_reader(fd, _wake, readable)
+                try:
+                    await asyncio.wait([readable, self.status],
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    loop.remove_reader(fd)
+                    readable.cancel()
+                continue
+            except OSError:  # EIO: the terminal's last user is gone
+                return
+            if not data:
+                return
+            yield data
+
+    def kill(self) -> None:
+        """SIGKILL the process unless it has exited (its pid is ours until the reaper has its
+        status, so this never hits another process)."""
+        if not self.status.done():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
     def exit_code(self, status: int) -> int:
         return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
@@ -75,6 +112,12 @@ class ExecProcess:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.stdin = -1
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    # A reader callback runs for as long as the fd is readable, maybe again before the waiter.
+    if not future.done():
+        future.set_result(None)
 
 
 def _args(cid: str, command: Sequence[str], env: Sequence[str], pid_file: Path,
