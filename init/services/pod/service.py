@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -163,10 +164,13 @@ class PodService:
         c.image_digest = image.digest
         c.dir.mkdir(parents=True)
         cfg = image.config
-        proc = spec.process(entrypoint=cfg.entrypoint, cmd=cfg.cmd, image_env=cfg.env,
-                            image_workdir=cfg.working_dir, image_user=cfg.user,
-                            command=c.spec.command, args=c.spec.args, env=c.spec.env,
-                            working_dir=c.spec.working_dir, rootfs=image.rootfs)
+        # In a thread: the image's /etc/passwd is read from disk.
+        proc = await asyncio.to_thread(
+            functools.partial(spec.process, entrypoint=cfg.entrypoint, cmd=cfg.cmd,
+                              image_env=cfg.env, image_workdir=cfg.working_dir,
+                              image_user=cfg.user, command=c.spec.command, args=c.spec.args,
+                              env=c.spec.env, working_dir=c.spec.working_dir,
+                              rootfs=image.rootfs))
         root, c.overlay = await asyncio.to_thread(rootfs.prepare, image.rootfs, c.dir)
         doc = spec.config(proc, rootfs=root, hostname=pod.name, etc_files=etc)
         (c.dir / "config.json").write_text(json.dumps(doc, indent=1))
