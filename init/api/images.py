@@ -8,7 +8,6 @@ unknown image NOT_FOUND, an image in use FAILED_PRECONDITION, an unreachable reg
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from grpclib.server import Stream
@@ -18,8 +17,7 @@ from oneproto import one_pb2
 if TYPE_CHECKING:
     from init.services.image import Image, ImageService
     from init.services.image.puller import Progress
-
-InUse = Callable[[str], bool]  # image digest → used by a container?
+    from init.services.pod.service import PodService
 
 
 def image_info(image: Image) -> one_pb2.ImageInfo:
@@ -93,10 +91,16 @@ async def list_images(images: ImageService,
     await stream.send_message(one_pb2.ListImagesResponse(images=[image_info(i) for i in found]))
 
 
-async def remove(images: ImageService, in_use: InUse,
+async def remove(images: ImageService, pods: PodService | None,
                  stream: Stream[one_pb2.RemoveImageRequest, one_pb2.RemoveImageResponse]
                  ) -> None:
     request = await stream.recv_message()
     assert request is not None
-    removed = await images.remove(request.reference, in_use)
+    if pods is None:
+        removed = await images.remove(request.reference)
+    else:
+        # From the in-use check to the end: a container taking the image meanwhile waits, then
+        # finds it gone and pulls it again.
+        async with pods.image_use:
+            removed = await images.remove(request.reference, pods.image_in_use)
     await stream.send_message(one_pb2.RemoveImageResponse(removed=removed))

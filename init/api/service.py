@@ -141,9 +141,7 @@ class OneService(one_grpc.OneServiceBase):
 
     async def RemoveImage(self, stream: Stream[one_pb2.RemoveImageRequest,
                                                one_pb2.RemoveImageResponse]) -> None:
-        pods = self._pods
-        await images_api.remove(self._image_service(),
-                                pods.image_in_use if pods else lambda digest: False, stream)
+        await images_api.remove(self._image_service(), self._pods, stream)
 
     # --- pods, logs and exec (init/api/pods.py) ------------------------------------------------
 

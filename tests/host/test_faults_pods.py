@@ -4,13 +4,19 @@ Root only (the runtime needs it)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import socket
+import struct
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import pytest
 
 from oneproto import one_pb2
@@ -18,7 +24,7 @@ from tests.fixtures.images import build
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.local import oci_runtime
-from tests.fixtures.pods import CALL, Env, ctr, pod_env
+from tests.fixtures.pods import CALL, Env, ctr, pod_env, wait_state, wait_until
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(os.geteuid() != 0, reason="OCI runtimes need root")]
@@ -79,3 +85,65 @@ def test_image_passwd_that_is_a_fifo_or_points_at_the_host(
     assert pod.state == one_pb2.POD_STATE_FAILED, pod
     assert "user 'app' of the image is not in its /etc/passwd" in pod.error_message, pod
     assert host_file.read_text().startswith("app:x:4242")  # there, but not the image's
+
+
+
+@contextmanager
+def silent_registry() -> Iterator[str]:
+    """host:port of a loopback server that accepts connections and never answers; on exit the
+    connections are reset, so whatever waited on them fails at once."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                conns.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for c in conns:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        listener.close()
+
+
+def _references(env: Env) -> list[str]:
+    return [r for im in env.stub.ListImages(one_pb2.Empty(), timeout=CALL).images
+            for r in im.references]
+
+
+def test_remove_image_never_pulls_the_rootfs_from_under_a_new_pod(env: Env) -> None:
+    """A removal that passed its in-use check and waits (for a pull elsewhere: blobs are only
+    deleted between pulls) while CreatePod takes the image: the pod must get a whole rootfs."""
+    for _ in env.stub.PullImage(one_pb2.PullImageRequest(reference=env.image), timeout=CALL):
+        pass
+    with ThreadPoolExecutor(3) as pool, silent_registry() as silent:
+        stalled = pool.submit(lambda: list(env.stub.PullImage(
+            one_pb2.PullImageRequest(reference=f"{silent}/stalled:1"), timeout=CALL)))
+        remove = pool.submit(env.stub.RemoveImage,
+                             one_pb2.RemoveImageRequest(reference=env.image), timeout=CALL)
+        # The reference goes first; the image waits for the stalled pull to end.
+        wait_until(lambda: not _references(env), 30, "the removal to drop the reference")
+        create = pool.submit(env.stub.CreatePod, one_pb2.CreatePodRequest(id="racer", containers=[
+            ctr("c", env.image, "cat", "/etc/marker")]), timeout=CALL)
+        time.sleep(2)  # CreatePod gets as far as it can while the removal waits
+    assert remove.result().removed
+    with pytest.raises(grpc.RpcError):
+        stalled.result()
+    pod = create.result()
+    assert pod.state == one_pb2.POD_STATE_CREATED, pod
+    env.stub.StartPod(one_pb2.StartPodRequest(id="racer"), timeout=CALL)
+    pod = wait_state(env, "racer", one_pb2.POD_STATE_STOPPED)
+    out = b"".join(m.data for m in env.stub.Logs(one_pb2.LogsRequest(pod_id="racer"),
+                                                 timeout=CALL))
+    assert (pod.containers[0].exit_code, out) == (0, b"busybox\n"), pod
+    # The pod uses the image: it is there, pulled again after the removal, whole.
+    assert _references(env) == [env.image]

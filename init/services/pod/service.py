@@ -27,7 +27,7 @@ from init.services.task.runtime import Runtime, RuntimeError_
 from init.system.reaper import Reaper
 
 if TYPE_CHECKING:
-    from init.services.image import ImageService
+    from init.services.image import Image, ImageService
     from init.services.task.exec import ExecProcess
 
 LOG = logging.getLogger("mvirt-one")
@@ -37,6 +37,7 @@ AddressLookup = Callable[[], Awaitable[str]]
 
 
 class PodService:
+    TAKE_ATTEMPTS = 3  # a pod's image removed again each time it was pulled again: give up
     def __init__(self, data_dir: Path, runtime: Path, reaper: Reaper, images: ImageService, *,
                  address: AddressLookup, default_grace: float, no_pivot: bool | None = None,
                  resolv_conf: Path = Path("/etc/resolv.conf")) -> None:
@@ -49,6 +50,9 @@ class PodService:
         self._resolv_conf = resolv_conf
         self.pods: dict[str, Pod] = {}
         self._prepared = False
+        # Held by RemoveImage from its in-use check to the end of the removal; a container takes
+        # its image under it (see _take_image).
+        self.image_use = asyncio.Lock()
 
     # --- what Health, Shutdown and RemoveImage ask ------------------------------------------
 
@@ -158,10 +162,9 @@ class PodService:
         from init.services.image.errors import ImageError
 
         try:
-            image = await self.images.ensure(c.spec.image)  # pulled only if not present
+            image = await self._take_image(c)
         except ImageError as e:
             raise RuntimeError_(f"image {c.spec.image}: {e}") from e
-        c.image_digest = image.digest
         c.dir.mkdir(parents=True)
         cfg = image.config
         # In a thread: the image's /etc/passwd is read from disk.
@@ -186,6 +189,23 @@ class PodService:
         c.state = CState.CREATED
         exit_future = self.reaper.watch(c.pid)
         exit_future.add_done_callback(lambda f: self._exited(c, f.result()))
+
+    async def _take_image(self, c: Container) -> Image:
+        """The container's image, pulled if not present, marked as used by it under the lock
+        RemoveImage holds: a removal either ended before (the image is pulled again) or sees
+        the container."""
+        from init.services.image.errors import ImageNotFound
+
+        for _ in range(self.TAKE_ATTEMPTS):
+            image = await self.images.ensure(c.spec.image)
+            async with self.image_use:
+                try:
+                    await asyncio.to_thread(self.images.get, image.digest)
+                except ImageNotFound:
+                    continue  # removed meanwhile
+                c.image_digest = image.digest
+                return image
+        raise ImageNotFound(f"removed {self.TAKE_ATTEMPTS} times while the pod was created")
 
     def _exited(self, c: Container, status: int) -> None:
         c.exit_code = (os.WEXITSTATUS(status) if os.WIFEXITED(status)
