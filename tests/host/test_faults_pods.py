@@ -20,6 +20,7 @@ import grpc
 import pytest
 
 from oneproto import one_pb2
+from tests.fixtures.fakeruntime import FakeRuntime
 from tests.fixtures.images import build
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
@@ -147,3 +148,63 @@ def test_remove_image_never_pulls_the_rootfs_from_under_a_new_pod(env: Env) -> N
     assert (pod.containers[0].exit_code, out) == (0, b"busybox\n"), pod
     # The pod uses the image: it is there, pulled again after the removal, whole.
     assert _references(env) == [env.image]
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> FakeRuntime:
+    return FakeRuntime(tmp_path / "fake", oci_runtime("runc", tmp_path))
+
+
+@pytest.fixture
+def faulty(tmp_path: Path, fake: FakeRuntime, image_registry: Registry,
+           busybox_image: Pushed) -> Iterator[Env]:
+    """A local init whose runtime is `fake`."""
+    with pod_env(tmp_path, str(fake.path),
+                 f"{image_registry.address}/{busybox_image.name}") as e:
+        yield e
+
+
+def _runtime_ids(tmp_path: Path) -> list[str]:
+    """The containers the runtime holds state for (runc's state directories)."""
+    root = tmp_path / "data" / "runtime"
+    return sorted(p.name for p in root.iterdir() if (p / "state.json").exists())
+
+
+def _gone(env: Env, pod_id: str) -> bool:
+    try:
+        env.stub.GetPod(one_pb2.GetPodRequest(id=pod_id), timeout=CALL)
+    except grpc.RpcError as e:
+        return e.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[no-any-return]
+    return False
+
+
+def test_create_pod_abandoned_in_runtime_create_is_undone_and_the_retry_works(
+        faulty: Env, fake: FakeRuntime, tmp_path: Path) -> None:
+    fake.cue("create", "sleep", 3)
+    request = one_pb2.CreatePodRequest(id="slow", containers=[
+        ctr("a", faulty.image, "busybox", "sleep", "600"),
+        ctr("b", faulty.image, "busybox", "sleep", "600")])
+    with pytest.raises(grpc.RpcError) as info:
+        faulty.stub.CreatePod(request, timeout=1.5)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    fake.behave()
+    # At once: the retry waits for the abandoned creation to be undone, then makes the pod.
+    pod = faulty.stub.CreatePod(request, timeout=CALL)
+    assert pod.state == one_pb2.POD_STATE_CREATED, pod
+    pod = faulty.stub.StartPod(one_pb2.StartPodRequest(id="slow"), timeout=CALL)
+    assert pod.state == one_pb2.POD_STATE_RUNNING, pod
+    assert _runtime_ids(tmp_path) == ["slow_0", "slow_1"]
+    assert "undoing it" in faulty.init.log()
+
+
+def test_create_pod_abandoned_during_its_pull_leaves_nothing(faulty: Env) -> None:
+    with silent_registry() as silent:
+        request = one_pb2.CreatePodRequest(id="pulling", containers=[
+            ctr("c", f"{silent}/never:1", "true")])
+        with pytest.raises(grpc.RpcError) as info:
+            faulty.stub.CreatePod(request, timeout=2)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        wait_until(lambda: _gone(faulty, "pulling"), 30, "the abandoned pod to be undone")
+    pod = faulty.stub.CreatePod(one_pb2.CreatePodRequest(id="pulling", containers=[
+        ctr("c", faulty.image, "true")]), timeout=CALL)
+    assert pod.state == one_pb2.POD_STATE_CREATED, pod

@@ -53,6 +53,7 @@ class Container:
     error: str = ""
     image_digest: str = ""
     pid: int = 0
+    in_runtime: bool = False  # the runtime was asked to create it: it may hold state for it
     overlay: bool = False
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -74,6 +75,8 @@ class Pod:
     error: str = ""
     started: bool = False
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Set while CreatePod runs (or undoes it for a client that went away); done when it is over.
+    settling: asyncio.Future[None] | None = None
 
     @property
     def state(self) -> PState:
