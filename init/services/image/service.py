@@ -158,7 +158,10 @@ class ImageService:
             puller = Puller(store, ref, insecure=self.insecure_registries,
                             credential=credential or self.credentials.get(ref.registry),
                             progress=emit)
-            return puller.run()
+            digest = puller.run()
+        if store.in_memory():
+            store.drop_layer_blobs()
+        return digest
 
     # --- local queries -----------------------------------------------------------------------
 
