@@ -46,6 +46,7 @@ def _entries(directory: Path) -> list[Path]:
 
 class PodService:
     TAKE_ATTEMPTS = 3  # a pod's image removed again each time it was pulled again: give up
+
     def __init__(self, data_dir: Path, runtime: Path, reaper: Reaper, images: ImageService, *,
                  address: AddressLookup, default_grace: float, no_pivot: bool | None = None,
                  resolv_conf: Path = Path("/etc/resolv.conf")) -> None:
