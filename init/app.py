@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from init import config as config_mod
@@ -275,11 +276,18 @@ def _system_setup(cfg: Config) -> None:
     os.makedirs(cfg.data_dir, exist_ok=True)
 
 
+def _own_data_dir(path: Path) -> None:
+    """The data directory is the init's alone, 0700 as Docker's: images keep set-uid files,
+    file capabilities and device nodes, which no other user of the host may reach."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
 def run_local(cfg: Config) -> int:
     """Local mode: a subreaper serving on a unix socket or TCP until SIGTERM/SIGINT."""
     log.setup(cfg.log_level)
     libc.set_child_subreaper()
-    os.makedirs(cfg.data_dir, exist_ok=True)
+    _own_data_dir(cfg.data_dir)
     LOG.info("init %s starting in local mode (pid %d)", VERSION, os.getpid())
     reaper = Reaper()
     try:
