@@ -25,7 +25,7 @@ from tests.fixtures.images import build
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.local import oci_runtime
-from tests.fixtures.pods import CALL, Env, ctr, pod_env, wait_state, wait_until
+from tests.fixtures.pods import CALL, Env, ctr, pod_env, run_pod, wait_state, wait_until
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(os.geteuid() != 0, reason="OCI runtimes need root")]
@@ -208,3 +208,24 @@ def test_create_pod_abandoned_during_its_pull_leaves_nothing(faulty: Env) -> Non
     pod = faulty.stub.CreatePod(one_pb2.CreatePodRequest(id="pulling", containers=[
         ctr("c", faulty.image, "true")]), timeout=CALL)
     assert pod.state == one_pb2.POD_STATE_CREATED, pod
+
+
+def _open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_exec_without_a_pid_file_fails_readably_and_leaks_nothing(
+        faulty: Env, fake: FakeRuntime) -> None:
+    run_pod(faulty, "box", ctr("main", faulty.image, "busybox", "sleep", "600"))
+    fake.cue("exec", "nopid")
+    start = one_pb2.ExecInput(start=one_pb2.ExecStart(pod_id="box", container_id="main",
+                                                      command=["true"]))
+    before = _open_fds(faulty.init.proc.pid)
+    for _ in range(5):
+        with pytest.raises(grpc.RpcError) as info:
+            list(faulty.stub.Exec(iter([start]), timeout=CALL))
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "no usable pid file" in info.value.details()
+    assert _open_fds(faulty.init.proc.pid) == before
+    fake.behave()
+    assert [m.exit_code for m in faulty.stub.Exec(iter([start]), timeout=CALL)] == [0]

@@ -54,6 +54,7 @@ class Container:
     image_digest: str = ""
     pid: int = 0
     in_runtime: bool = False  # the runtime was asked to create it: it may hold state for it
+    since: float = 0.0  # reaper.clock() when that began: its process is no older
     overlay: bool = False
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 

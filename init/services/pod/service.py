@@ -25,7 +25,7 @@ from init.services.pod import ids, rootfs, spec
 from init.services.pod.errors import InvalidPod, PodExists, PodNotFound, WrongState
 from init.services.pod.model import Container, ContainerSpec, CState, Pod, PState, RunningCounts
 from init.services.task.runtime import Runtime, RuntimeError_
-from init.system.reaper import Reaper
+from init.system.reaper import Reaper, clock
 
 if TYPE_CHECKING:
     from init.services.image import Image, ImageService
@@ -261,6 +261,7 @@ class PodService:
         out = os.open(c.log_path("stdout"), flags, 0o640)
         err = os.open(c.log_path("stderr"), flags, 0o640)
         c.in_runtime = True
+        c.since = clock()
         try:
             c.pid = await self.runtime.create(c.runtime_id, c.dir, c.dir / "pid", stdout=out,
                                               stderr=err)
@@ -271,7 +272,8 @@ class PodService:
         self._watch(c)
 
     def _watch(self, c: Container) -> None:
-        self.reaper.watch(c.pid).add_done_callback(lambda f: self._exited(c, f.result()))
+        self.reaper.watch(c.pid, c.since).add_done_callback(
+            lambda f: self._exited(c, f.result()))
 
     async def _take_image(self, c: Container) -> Image:
         """The container's image, pulled if not present, marked as used by it under the lock

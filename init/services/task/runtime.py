@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from init.services.cancel import to_the_end
 from init.system.reaper import Reaper
@@ -74,6 +75,14 @@ def error_text(log: str) -> str:
     return "; ".join(dict.fromkeys(messages))
 
 
+class Call(NamedTuple):
+    """A runtime call under way."""
+
+    pid: int
+    log: str  # the runtime's --log file
+    exited: asyncio.Future[int]  # its wait status, from the reaper
+
+
 @dataclass(frozen=True)
 class Result:
     status: int  # raw wait status
@@ -99,8 +108,8 @@ class Runtime:
         return [str(self.binary), "--root", str(self.root), "--log", log, *args]
 
     def start_call(self, args: Sequence[str], *, stdin: int | None = None,
-                   stdout: int | None = None, stderr: int | None = None) -> tuple[int, str]:
-        """Spawn one call; returns (pid, path of its log). The caller waits on the reaper."""
+                   stdout: int | None = None, stderr: int | None = None) -> Call:
+        """Spawn one call, watched from the start; the caller waits with finish_call."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd, log = tempfile.mkstemp(prefix="call-", suffix=".log", dir=self.root)
         os.close(fd)
@@ -115,16 +124,16 @@ class Runtime:
             raise RuntimeError_(f"cannot run the OCI runtime {self.binary}: {e}") from e
         finally:
             os.close(devnull)
-        return pid, log
+        return Call(pid, log, self.reaper.watch(pid))
 
-    async def finish_call(self, pid: int, log: str) -> Result:
+    async def finish_call(self, call: Call) -> Result:
         """Wait for a call to end, killed (with its process group) after `call_timeout`; its
         result with the runtime's error text. A cancelled caller still waits for the end (see
         cancel.to_the_end): what the runtime did is then known, and can be undone."""
-        return await to_the_end(self._finish(pid, log))
+        return await to_the_end(self._finish(call))
 
-    async def _finish(self, pid: int, log: str) -> Result:
-        exited = self.reaper.watch(pid)
+    async def _finish(self, call: Call) -> Result:
+        pid, log, exited = call
         timed_out = False
         try:
             status = await asyncio.wait_for(asyncio.shield(exited), self.call_timeout)
@@ -152,8 +161,8 @@ class Runtime:
 
     async def call(self, args: Sequence[str], *, stdin: int | None = None,
                    stdout: int | None = None, stderr: int | None = None) -> Result:
-        pid, log = self.start_call(args, stdin=stdin, stdout=stdout, stderr=stderr)
-        return await self.finish_call(pid, log)
+        return await self.finish_call(self.start_call(args, stdin=stdin, stdout=stdout,
+                                                      stderr=stderr))
 
     async def create(self, cid: str, bundle: Path, pid_file: Path, *, stdout: int,
                      stderr: int) -> int:
