@@ -5,10 +5,12 @@ Root only (the runtime needs it)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +27,16 @@ from tests.fixtures.images import build
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.local import oci_runtime
-from tests.fixtures.pods import CALL, Env, ctr, pod_env, run_pod, wait_state, wait_until
+from tests.fixtures.pods import (
+    CALL,
+    Env,
+    ctr,
+    pod_env,
+    run_pod,
+    slowest_health_during,
+    wait_state,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(os.geteuid() != 0, reason="OCI runtimes need root")]
@@ -229,3 +240,51 @@ def test_exec_without_a_pid_file_fails_readably_and_leaks_nothing(
     assert _open_fds(faulty.init.proc.pid) == before
     fake.behave()
     assert [m.exit_code for m in faulty.stub.Exec(iter([start]), timeout=CALL)] == [0]
+
+
+def test_big_files_are_handled_off_the_loop(env: Env, tmp_path: Path) -> None:
+    """A log of 64 MiB without a newline (its tail is searched through it all) and a pod
+    directory of 100,000 files to clear: Health answers at once meanwhile."""
+    run_pod(env, "big", ctr("c", env.image, "sh", "-c", "head -c 67108864 /dev/zero"))
+    wait_state(env, "big", one_pb2.POD_STATE_STOPPED)
+
+    def tail() -> int:
+        return sum(len(m.data) for m in env.stub.Logs(
+            one_pb2.LogsRequest(pod_id="big", tail_lines=3), timeout=CALL))
+
+    slowest, size = slowest_health_during(env, tail)
+    assert size == 64 << 20
+    print(f"slowest Health: {slowest:.3f} s while a log tail was searched")
+    assert slowest < 0.5, f"Health took {slowest:.2f} s while a log tail was searched"
+
+    leftover = tmp_path / "data" / "pods" / "heavy" / "junk"
+    leftover.mkdir(parents=True)
+    subprocess.run("seq 100000 | xargs touch", shell=True, cwd=leftover, check=True)
+    slowest, pod = slowest_health_during(env, lambda: env.stub.CreatePod(
+        one_pb2.CreatePodRequest(id="heavy", containers=[ctr("c", env.image, "true")]),
+        timeout=CALL))
+    assert pod.state == one_pb2.POD_STATE_CREATED and not leftover.exists()
+    print(f"slowest Health: {slowest:.3f} s while a pod directory was cleared")
+    assert slowest < 0.5, f"Health took {slowest:.2f} s while a pod directory was cleared"
+
+
+def test_a_store_locked_by_another_process_does_not_stop_the_init(env: Env,
+                                                                  tmp_path: Path) -> None:
+    """Another process (an init cleaning up the same data directory) holds the image store:
+    CreatePod waits for it, the API answers meanwhile."""
+    locks = tmp_path / "data" / "images" / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    fd = os.open(locks / "store", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with ThreadPoolExecutor(1) as pool:
+            create = pool.submit(env.stub.CreatePod, one_pb2.CreatePodRequest(
+                id="waits", containers=[ctr("c", env.image, "true")]), timeout=CALL)
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                assert env.stub.Health(one_pb2.Empty(), timeout=0.5).healthy
+            assert not create.done()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            assert create.result().state == one_pb2.POD_STATE_CREATED
+    finally:
+        os.close(fd)

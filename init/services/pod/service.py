@@ -282,7 +282,10 @@ class PodService:
         from init.services.image.errors import ImageNotFound
 
         for _ in range(self.TAKE_ATTEMPTS):
-            image = await self.images.ensure(c.spec.image)
+            try:  # the store's files (and, on first use, its locks) are read in a thread
+                image = await asyncio.to_thread(self.images.get, c.spec.image)
+            except ImageNotFound:
+                image = await self.images.pull(c.spec.image)
             async with self.image_use:
                 try:
                     await asyncio.to_thread(self.images.get, image.digest)
