@@ -100,3 +100,63 @@ def test_live_read_matches_the_kernel(tmp_path: Path) -> None:
     for iface in out:
         if not iface.loopback:
             assert iface.ipv4_dns == ["127.0.0.53"]
+
+
+# Recorded through pyroute2 (the fields netinfo reads), in a network namespace holding an
+# address of each kind on a veth that has the guest's MAC, as `ip -6 addr` shows them:
+#   2001:db8:1::5/64 scope global deprecated    2001:db8::5/64 scope global
+#   fd00:1::5/64 scope global                   fec0::5054:ff:fe12:3456/64 scope site
+#   fe80::5054:ff:fe12:3456/64 scope link tentative
+# plus a sit0 as the kernel makes it with CONFIG_IPV6_SIT (ARPHRD_SIT, IFF_NOARP, down; the VM
+# fault test checks the guest's real one is left out).
+RECORDED_LINKS = [
+    {"index": 1, "flags": 65609, "ifi_type": 772, "IFLA_IFNAME": "lo",
+     "IFLA_ADDRESS": "00:00:00:00:00:00"},
+    {"index": 2, "flags": 128, "ifi_type": 776, "IFLA_IFNAME": "sit0",
+     "IFLA_ADDRESS": "00:00:00:00"},
+    {"index": 3, "flags": 69699, "ifi_type": 1, "IFLA_IFNAME": "eth0",
+     "IFLA_ADDRESS": "52:54:00:12:34:56"},
+]
+RECORDED_ADDRS = [
+    {"index": 1, "family": 2, "prefixlen": 8, "scope": 254, "flags": 128,
+     "IFA_LOCAL": "127.0.0.1", "IFA_ADDRESS": "127.0.0.1", "IFA_FLAGS": 128},
+    {"index": 3, "family": 2, "prefixlen": 24, "scope": 0, "flags": 128,
+     "IFA_LOCAL": "10.0.2.15", "IFA_ADDRESS": "10.0.2.15", "IFA_FLAGS": 128},
+    {"index": 1, "family": 10, "prefixlen": 128, "scope": 254, "flags": 128,
+     "IFA_LOCAL": None, "IFA_ADDRESS": "::1", "IFA_FLAGS": 128},
+    {"index": 3, "family": 10, "prefixlen": 64, "scope": 0, "flags": 162,
+     "IFA_LOCAL": None, "IFA_ADDRESS": "2001:db8:1::5", "IFA_FLAGS": 162},
+    {"index": 3, "family": 10, "prefixlen": 64, "scope": 0, "flags": 130,
+     "IFA_LOCAL": None, "IFA_ADDRESS": "2001:db8::5", "IFA_FLAGS": 130},
+    {"index": 3, "family": 10, "prefixlen": 64, "scope": 0, "flags": 130,
+     "IFA_LOCAL": None, "IFA_ADDRESS": "fd00:1::5", "IFA_FLAGS": 130},
+    {"index": 3, "family": 10, "prefixlen": 64, "scope": 200, "flags": 130,
+     "IFA_LOCAL": None, "IFA_ADDRESS": "fec0::5054:ff:fe12:3456", "IFA_FLAGS": 130},
+    {"index": 3, "family": 10, "prefixlen": 64, "scope": 253, "flags": 192,
+     "IFA_LOCAL": None, "IFA_ADDRESS": "fe80::5054:ff:fe12:3456", "IFA_FLAGS": 192},
+]
+
+
+def _recorded(without: tuple[str, ...] = ()) -> list[netinfo.InterfaceState]:
+    addrs = [a for m in RECORDED_ADDRS
+             if (a := netinfo.address_of(m)) is not None and a.address not in without]
+    return netinfo.assemble([netinfo.link_of(m) for m in RECORDED_LINKS], addrs,
+                            [Gateway(AF4, 3, "10.0.2.2", 0)], (["10.0.2.3"], []))
+
+
+def test_tunnels_are_not_reported_nor_given_the_dns_servers() -> None:
+    out = _recorded()
+    assert [i.name for i in out] == ["lo", "eth0"]
+    assert out[1].ipv4_dns == ["10.0.2.3"]
+
+
+def test_the_best_ipv6_address_is_reported() -> None:
+    eth0 = _recorded()[1]
+    assert eth0.ipv6_address == "2001:db8::5"  # global and usable
+    assert _recorded(("2001:db8::5",))[1].ipv6_address == "2001:db8:1::5"  # deprecated global
+    assert _recorded(("2001:db8::5", "2001:db8:1::5"))[1].ipv6_address == "fd00:1::5"  # ULA
+    # qemu's user network: the kernel's SLAAC address in fec0::/64 is site-local.
+    only_site = _recorded(("2001:db8::5", "2001:db8:1::5", "fd00:1::5"))[1]
+    assert only_site.ipv6_address == "fec0::5054:ff:fe12:3456"
+    none = _recorded(("2001:db8::5", "2001:db8:1::5", "fd00:1::5", "fec0::5054:ff:fe12:3456"))
+    assert none[1].ipv6_address == ""  # link-local (and tentative) only
