@@ -166,10 +166,10 @@ def assemble(links: Iterable[Link], addresses: Iterable[Address], gateways: Iter
                 iface.ipv4_netmask = str(ipaddress.IPv4Network(f"0.0.0.0/{a.prefixlen}").netmask)
                 if not a.flags & IFA_F_SECONDARY:
                     primary_v4.add(a.ifindex)
-        elif a.family == socket.AF_INET6 and (rank := _ipv6_rank(a)) is not None:
-            if a.ifindex not in best_v6 or rank < best_v6[a.ifindex]:
-                best_v6[a.ifindex] = rank
-                iface.ipv6_address = a.address
+        elif a.family == socket.AF_INET6 and (rank := _ipv6_rank(a)) is not None \
+                and rank < best_v6.get(a.ifindex, (9,)):
+            best_v6[a.ifindex] = rank
+            iface.ipv6_address = a.address
     for gw in sorted(gateways, key=lambda g: g.metric):  # lowest metric wins, as in the kernel
         iface = out.get(gw.oif)
         if iface is None:
