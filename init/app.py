@@ -21,7 +21,7 @@ from init import hooks, log
 from init.api.listeners import ListenError
 from init.api.server import ApiServer
 from init.config import Config
-from init.system import cgroups, console, libc, meminfo, mounts, power, power_button
+from init.system import cgroups, console, libc, meminfo, mounts, power, power_button, spawn
 from init.system.reaper import Reaper
 from init.version import VERSION
 
@@ -266,6 +266,12 @@ def _system_setup(cfg: Config) -> None:
         socket.sethostname(cfg.hostname)
     except OSError as e:
         LOG.error("hostname: %s", e)
+    try:
+        # Out of memory, the kernel takes a container's process, never PID 1 (its death would
+        # panic the VM, taking every container with it).
+        spawn.protect_from_oom()
+    except OSError as e:
+        LOG.error("oom_score_adj: %s", e)
     controllers = cgroups.enable_controllers()
     LOG.info("cgroup controllers: %s", " ".join(controllers) or "none")
     try:

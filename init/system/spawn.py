@@ -3,10 +3,15 @@
 subprocess.Popen and asyncio's child watchers call waitpid() on their own pids, which races with
 the reaper that must collect every child. posix_spawn starts a process and leaves its status to
 the reaper alone.
+
+PID 1 protects itself from the OOM killer (`protect_from_oom`); its children must not inherit
+that, or the OOM killer would find nothing to kill: each starts with a normal score, whatever
+the init's own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -30,7 +35,7 @@ def spawn(
     for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
         if fd is not None:
             actions.append((os.POSIX_SPAWN_DUP2, fd, target))
-    return os.posix_spawnp(
+    pid = os.posix_spawnp(
         argv[0],
         list(argv),
         dict(env if env is not None else os.environ),
@@ -39,3 +44,31 @@ def spawn(
         setsigmask=(),
         setsid=new_session,
     )
+    if _oom_score_adj("self") != NORMAL_OOM_SCORE_ADJ:
+        # Right after exec, before the child had time to start children of its own.
+        with contextlib.suppress(OSError):  # gone already: nothing to protect from
+            _set_oom_score_adj(str(pid), NORMAL_OOM_SCORE_ADJ)
+    return pid
+
+
+NORMAL_OOM_SCORE_ADJ = 0
+PROTECTED_OOM_SCORE_ADJ = -1000  # never chosen by the OOM killer
+
+
+def _oom_score_adj(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/oom_score_adj") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return NORMAL_OOM_SCORE_ADJ
+
+
+def _set_oom_score_adj(pid: str, value: int) -> None:
+    with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+        f.write(str(value))
+
+
+def protect_from_oom() -> None:
+    """The OOM killer never picks this process (PID 1: its death is the VM's). OSError if not
+    permitted (it takes CAP_SYS_RESOURCE)."""
+    _set_oom_score_adj("self", PROTECTED_OOM_SCORE_ADJ)

@@ -141,6 +141,8 @@ def config(proc: Process, *, rootfs: Path, hostname: str,
             "cwd": proc.cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "noNewPrivileges": True,
+            # Explicit: whatever the runtime inherits, a container is the OOM killer's to take.
+            "oomScoreAdj": 0,
         },
         "root": {"path": str(rootfs), "readonly": False},
         "hostname": hostname,
