@@ -24,6 +24,10 @@ CAPABILITIES = [
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ]
 
+# Processes per container (threads count): far beyond a service's needs, far below the kernel's
+# pid_max, so one container cannot take every pid of the VM and leave the init none to spawn.
+PIDS_LIMIT = 4096
+
 MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
           "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
           "/sys/firmware"]
@@ -151,5 +155,7 @@ def config(proc: Process, *, rootfs: Path, hostname: str,
             "namespaces": namespaces,
             "maskedPaths": MASKED,
             "readonlyPaths": READONLY,
+            # A fork bomb stops at its own limit, short of the VM's process table.
+            "resources": {"pids": {"limit": PIDS_LIMIT}},
         },
     }
