@@ -18,7 +18,7 @@ import pytest
 
 from oneproto import one_pb2, one_pb2_grpc
 from tests.fixtures.local import LocalInit
-from tests.fixtures.pods import rss_kib
+from tests.fixtures.pods import record, rss_kib
 
 CALL = 10.0
 MIB = 1 << 20
@@ -86,13 +86,14 @@ def test_oversized_messages_are_refused_before_they_are_read(init: LocalInit) ->
     # Announced, never sent: answered at once, nothing waited for or buffered.
     headers = _raw_call(sock, "Health", _frame(b"\x0a", length=(4 << 30) - 1))
     assert headers["grpc-status"] == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
-    grown = rss_kib(init.proc.pid) - before
-    print(f"init RSS {before} KiB before, grew {grown} KiB over five 5 MiB requests")
-    assert grown < 20 << 10
+    after = rss_kib(init.proc.pid)
+    assert after - before < 20 << 10
+    record("request of 5 MiB (and one announcing 4 GiB)", before, after)
 
 
 def test_undecodable_and_compressed_messages(init: LocalInit) -> None:
     sock = init.listen.removeprefix("unix:")
+    before = rss_kib(init.proc.pid)
     garbage = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"  # a varint that never ends
     headers = _raw_call(sock, "GetPod", _frame(garbage))
     assert headers["grpc-status"] == str(grpc.StatusCode.INVALID_ARGUMENT.value[0]), headers
@@ -102,3 +103,4 @@ def test_undecodable_and_compressed_messages(init: LocalInit) -> None:
     with grpc.insecure_channel(init.listen) as channel:
         stub = one_pb2_grpc.OneServiceStub(channel)  # type: ignore[no-untyped-call]
         assert stub.Health(one_pb2.Empty(), timeout=CALL).healthy
+    record("undecodable protobuf, compressed message", before, rss_kib(init.proc.pid))

@@ -5,7 +5,6 @@ table). Root only (the runtime needs it). runc: on this host it enforces the pid
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -22,12 +21,12 @@ from tests.fixtures.fakeruntime import FakeRuntime
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.local import oci_runtime
-from tests.fixtures.paths import TARGET
 from tests.fixtures.pods import (
     CALL,
     Env,
     ctr,
     pod_env,
+    record,
     rss_kib,
     run_pod,
     slowest_health_during,
@@ -38,18 +37,6 @@ from tests.fixtures.pods import children as children_of
 
 pytestmark = [pytest.mark.host,
               pytest.mark.skipif(os.geteuid() != 0, reason="OCI runtimes need root")]
-
-FIGURES = TARGET / "bench" / "faults.json"
-
-
-def record(fault: str, before_kib: int, after_kib: int, **more: object) -> None:
-    """Merge one fault's figures into target/bench/faults.json."""
-    FIGURES.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
-    data[fault] = {"init_rss_kib_before": before_kib, "init_rss_kib_after": after_kib, **more}
-    FIGURES.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    print(f"{fault}: init RSS {before_kib} KiB before, {after_kib} KiB after {more or ''}")
-
 
 @dataclass
 class Faulty:
