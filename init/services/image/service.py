@@ -129,7 +129,12 @@ class ImageService:
         finally:
             if progress_cb is not None and progress_cb in listeners:
                 listeners.remove(progress_cb)
-        return self._image(digest)
+        image = self._image(digest)
+        from init.system import meminfo
+
+        # What an image costs the VM, for whoever sizes it (in memory without a data disk).
+        LOG.info("image %s ready (%d bytes of layers); %s", key, image.size, meminfo.summary())
+        return image
 
     async def ensure(self, ref: str, progress_cb: ProgressCallback | None = None) -> Image:
         """The image if it is already local (no network at all, not even for a tag), else
