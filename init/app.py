@@ -167,7 +167,7 @@ def _image_service(cfg: Config) -> ImageService:
     from init.services.image.service import ImageService
 
     return ImageService(cfg.data_dir, cfg.insecure_registries,
-                        credentials_file=cfg.registry_auth)
+                        credentials_file=cfg.registry_auth, ca_files=cfg.ca_files)
 
 
 async def _loopback_up() -> None:

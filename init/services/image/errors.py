@@ -43,3 +43,16 @@ class ImageNotFound(ImageError, LookupError, status="NOT_FOUND"): ...
 
 # The image cannot be removed while a container uses it.
 class ImageInUse(ImageError, status="FAILED_PRECONDITION"): ...
+
+
+# The registry's TLS certificate did not verify (untrusted issuer, wrong name, expired):
+# retrying cannot help until the certificate or the trusted CAs change.
+class UntrustedRegistry(RegistryError, status="FAILED_PRECONDITION"): ...
+
+
+# A CA file given to trust (one.ca_file, --ca-file) cannot be read or holds no certificate.
+class BadCaFile(ImageError, status="FAILED_PRECONDITION"): ...
+
+
+# The pull was stopped because the init is shutting down.
+class PullCancelled(ImageError, status="UNAVAILABLE"): ...

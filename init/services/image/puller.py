@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from init.services.image import imageconfig
 from init.services.image import manifest as mf
 from init.services.image.auth import Credential
+from init.services.image.connections import Cancel
 from init.services.image.errors import DigestMismatch, UnsupportedImage
 from init.services.image.reference import Reference
 from init.services.image.registry import RegistryClient
@@ -51,11 +53,13 @@ def record_ref(store: Store, ref: Reference, image: str, index_digest: str | Non
 
 class Puller:
     def __init__(self, store: Store, ref: Reference, *, insecure: Collection[str],
-                 credential: Credential | None, progress: ProgressFn) -> None:
+                 credential: Credential | None, progress: ProgressFn,
+                 ca_files: Sequence[Path] = (), cancel: Cancel | None = None) -> None:
         self.store = store
         self.ref = ref
         self.progress = progress
-        self.client = RegistryClient(ref, insecure=insecure, credential=credential)
+        self.client = RegistryClient(ref, insecure=insecure, credential=credential,
+                                     ca_files=ca_files, cancel=cancel)
 
     def run(self) -> str:
         """Pull the image; returns its digest (of the platform manifest)."""

@@ -6,8 +6,9 @@ sequential work whose other half (hashing, decompressing, writing files, tar) bl
 belongs in a thread too. One thread per pull keeps the event loop (the API) responsive and memory
 constant: bodies are read in fixed chunks straight into files.
 
-HTTPS by default; plain HTTP only for loopback registries (as Docker does) and those configured
-insecure. No proxy variables are consulted: the init talks to the registry it was told about.
+Every registry is tried over HTTPS, verified (see tls.py); loopback registries (as Docker does)
+and those configured insecure fall back to plain HTTP when they do not speak TLS. No proxy
+variables are consulted: the init talks to the registry it was told about.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import http.client
 import ipaddress
 import json
 import logging
-import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from init.services.image import manifest as mf
+from init.services.image import tls
 from init.services.image.auth import Challenge, Credential, parse_challenges
+from init.services.image.connections import Cancel, Connections
 from init.services.image.errors import (
     AuthenticationError,
     DigestMismatch,
@@ -52,8 +55,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def use_plain_http(ref: Reference, insecure: Collection[str]) -> bool:
-    """Plain HTTP for loopback and for registries named insecure (by host:port or by host)."""
+def may_use_plain_http(ref: Reference, insecure: Collection[str]) -> bool:
+    """Loopback registries and those named insecure (by host:port or by host) may fall back to
+    plain HTTP when they do not speak TLS."""
     return is_loopback(ref.host) or ref.api_host in insecure or ref.registry in insecure \
         or ref.host in insecure
 
@@ -92,51 +96,41 @@ class RegistryClient:
     """One repository on one registry, used by one thread. Call `close` when done."""
 
     def __init__(self, ref: Reference, *, insecure: Collection[str] = (),
-                 credential: Credential | None = None, timeout: float = 30.0, attempts: int = 4,
-                 backoff: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> None:
+                 credential: Credential | None = None, ca_files: Sequence[Path] = (),
+                 cancel: Cancel | None = None, timeout: float = 30.0, attempts: int = 4,
+                 backoff: float = 0.5) -> None:
         self.ref = ref
-        self.scheme = "http" if use_plain_http(ref, insecure) else "https"
-        self.base = f"{self.scheme}://{ref.api_host}/v2/{ref.repository}"
+        self.may_use_http = may_use_plain_http(ref, insecure)
+        self.scheme = "https"  # "http" once a registry allowed it turned out not to speak TLS
         self._credential = credential
-        self._timeout = timeout
         self._attempts = attempts
         self._backoff = backoff
-        self._sleep = sleep
+        self._cancel = cancel or Cancel()
+        self._conns = Connections(self._cancel, timeout, lambda: tls.context(ca_files))
         self._auth: str | None = None  # the Authorization header value once we have one
-        self._conns: dict[tuple[str, str], http.client.HTTPConnection] = {}
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.ref.api_host}/v2/{self.ref.repository}"
 
     # --- connections and the request loop ----------------------------------------------------
 
-    def _conn(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        conn = self._conns.get((scheme, netloc))
-        if conn is None:
-            if scheme == "https":
-                import ssl  # lazily: 1.8 MB of libraries the boot does not need
-
-                conn = http.client.HTTPSConnection(netloc, timeout=self._timeout,
-                                                   context=ssl.create_default_context())
-            elif scheme == "http":
-                conn = http.client.HTTPConnection(netloc, timeout=self._timeout)
-            else:
-                raise RegistryError(f"{self.ref.registry}: unsupported URL scheme {scheme!r}")
-            self._conns[(scheme, netloc)] = conn
-        return conn
-
-    def _drop(self, scheme: str, netloc: str) -> None:
-        conn = self._conns.pop((scheme, netloc), None)
-        if conn is not None:
-            conn.close()
-
     def close(self) -> None:
-        for conn in self._conns.values():
-            conn.close()
-        self._conns.clear()
+        self._conns.close()
 
     def _wait(self, attempt: int, retry_after: str | None = None) -> None:
         delay = self._backoff * 2 ** (attempt - 1)
         if retry_after and retry_after.isdigit():
             delay = max(delay, float(retry_after))
-        self._sleep(min(delay, MAX_RETRY_AFTER))
+        self._cancel.sleep(min(delay, MAX_RETRY_AFTER))
+
+    def _falls_back(self, scheme: str, netloc: str, e: BaseException) -> bool:
+        """Whether a failed HTTPS request to the registry means "use plain HTTP" (tls.py)."""
+        if not (self.may_use_http and scheme == self.scheme == "https"
+                and netloc == self.ref.api_host):
+            return False
+        no_port = not netloc.rpartition("]")[2].count(":")  # https on 443, http on 80
+        return tls.not_tls(e) or (no_port and isinstance(e, ConnectionRefusedError))
 
     def request(self, method: str, url: str, headers: Mapping[str, str] | None = None, *,
                 authenticate: bool = True) -> http.client.HTTPResponse:
@@ -153,12 +147,24 @@ class RegistryClient:
             # Credentials and tokens go to the registry only, never to a redirect target.
             if authenticate and parts.netloc == our_host and self._auth:
                 sent["Authorization"] = self._auth
+            if parts.scheme not in ("http", "https"):
+                raise RegistryError(f"{self.ref.registry}: unsupported URL {url!r}")
+            self._cancel.check()
             try:
-                conn = self._conn(parts.scheme, parts.netloc)
+                conn = self._conns.get(parts.scheme, parts.netloc)
                 conn.request(method, path, headers=sent)
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as e:
-                self._drop(parts.scheme, parts.netloc)
+                self._conns.drop(parts.scheme, parts.netloc)
+                self._cancel.check()
+                rejected = tls.rejection(e, parts.netloc)
+                if rejected is not None:
+                    raise rejected from None
+                if self._falls_back(parts.scheme, parts.netloc, e):
+                    LOG.info("registry %s does not speak TLS: using plain HTTP", parts.netloc)
+                    self.scheme = "http"
+                    url = "http" + url[len("https"):]
+                    continue
                 # A kept-alive connection the server closed fails once: not worth a back-off.
                 if isinstance(e, http.client.RemoteDisconnected) and attempt == 0:
                     attempt = 1
@@ -275,7 +281,7 @@ class RegistryClient:
             body = resp.read(mf.MAX_MANIFEST + 1)
             _drain(resp)
         except (OSError, http.client.HTTPException) as e:
-            self._drop(*urlsplit(self.base)[:2])
+            self._conns.drop(*urlsplit(self.base)[:2])
             raise RegistryError(f"{self.ref.registry}: reading manifest {reference}: "
                                 f"{_describe(e)}") from e
         if len(body) > mf.MAX_MANIFEST:

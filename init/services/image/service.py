@@ -12,7 +12,7 @@ import asyncio
 import builtins
 import logging
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,11 +56,13 @@ def _is_digest(text: str) -> bool:
 class ImageService:
     def __init__(self, data_dir: Path, insecure_registries: Collection[str] = (),
                  credentials: Mapping[str, Credential] | None = None, *,
-                 credentials_file: Path | None = None) -> None:
+                 credentials_file: Path | None = None, ca_files: Sequence[Path] = ()) -> None:
         """`credentials`: registry host[:port] → user and password; `credentials_file` (Docker's
-        config.json shape) adds to them, read on the first pull."""
+        config.json shape) adds to them, read on the first pull. `ca_files`: PEM CAs trusted for
+        registries besides the system store."""
         self.data_dir = Path(data_dir)
         self.insecure_registries = frozenset(insecure_registries)
+        self.ca_files = tuple(ca_files)
         self.credentials = dict(credentials or {})
         self._credentials_file = credentials_file
         self._store: Store | None = None
@@ -157,7 +159,7 @@ class ImageService:
         with store.pulling():
             puller = Puller(store, ref, insecure=self.insecure_registries,
                             credential=credential or self.credentials.get(ref.registry),
-                            progress=emit)
+                            progress=emit, ca_files=self.ca_files)
             return puller.run()
 
     # --- local queries -----------------------------------------------------------------------
