@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,38 @@ def test_interrupted_blob_resumes_with_range(image_service: ImageService, image_
     assert image.digest == busybox_image.digest
     statuses = [s for m, p, s in image_proxy.log if m == "GET" and "/blobs/" in p]
     assert -200 in statuses and 206 in statuses  # cut once, then resumed, not restarted
+
+
+@pytest.mark.parametrize("content_range", ["", "bytes */1000", "bytes 5-9/10", "pages 0-1/2"])
+def test_unusable_206_fails_after_bounded_retries(image_service: ImageService,
+                                                  image_proxy: Proxy, busybox_image: Pushed,
+                                                  content_range: str) -> None:
+    """A server that answers every blob download 206 with no usable Content-Range: a few
+    attempts with back-off, then a clear error (and the store's locks released)."""
+    image_proxy.bad_range = content_range
+    start = time.monotonic()
+    with pytest.raises(RegistryError, match=r"unusable Content-Range .* after 4 attempts"):
+        pull(image_service, f"{image_proxy.address}/{busybox_image.name}")
+    assert time.monotonic() - start < 30
+    assert len(image_proxy.requests("GET", "blobs")) == 4
+    assert_store_clean(image_service)
+    image_proxy.bad_range = None
+    assert pull(image_service, f"{image_proxy.address}/{busybox_image.name}").digest \
+        == busybox_image.digest
+
+
+def test_bad_range_answer_to_a_resume_starts_over(image_service: ImageService,
+                                                  image_proxy: Proxy,
+                                                  busybox_image: Pushed) -> None:
+    """Cut once, then the resume is answered badly: the blob is fetched again from the start,
+    without a Range."""
+    image_proxy.cut_after, image_proxy.cuts = 300_000, 1
+    image_proxy.bad_range, image_proxy.bad_range_on_resume = "bytes */1", True
+    image = pull(image_service, f"{image_proxy.address}/{busybox_image.name}")
+    assert image.digest == busybox_image.digest
+    statuses = [s for m, p, s in image_proxy.log if m == "GET" and "/blobs/" in p]
+    assert statuses.count(-200) == 1 and statuses.count(206) == 1  # cut, bad answer to resume
+    assert statuses[statuses.index(206) + 1] == 200  # then all of it again, no Range
 
 
 def test_registry_down(image_service: ImageService) -> None:

@@ -81,6 +81,13 @@ def _error_text(resp: http.client.HTTPResponse) -> str:
     return f"HTTP {resp.status}" + (f" ({text})" if text else "")
 
 
+def _range_start(content_range: str) -> int | None:
+    """START of `bytes START-END/TOTAL`; None for anything else."""
+    words = content_range.split()
+    first = words[1].split("-")[0] if len(words) == 2 and words[0] == "bytes" else ""
+    return int(first) if first.isdigit() else None
+
+
 def _drain(resp: http.client.HTTPResponse) -> None:
     """Read what is left (bounded) so the connection can be reused; otherwise drop it."""
     try:
@@ -292,7 +299,8 @@ class RegistryClient:
                    on_bytes: Callable[[int], None] = lambda done: None) -> None:
         """Stream a blob into `out` (empty, seekable), verifying size and digest on the way.
         An interrupted transfer resumes with a Range request (or restarts if the server will
-        not); the digest is checked over every byte written."""
+        not, or answers it badly); the digest is checked over every byte written. Every
+        failure counts: after `attempts` the blob fails, whatever the server keeps answering."""
         algorithm, _, expected = digest.partition(":")
         url = f"{self.base}/blobs/{digest}"
         hasher = hashlib.new(algorithm)
@@ -305,50 +313,56 @@ class RegistryClient:
                                     f"{self.ref.registry} ({_error_text(resp)})")
             if resp.status not in (200, 206):
                 raise RegistryError(f"{self.ref.registry}: blob {digest}: {_error_text(resp)}")
-            start = 0
-            if resp.status == 206:
-                # "bytes START-END/TOTAL"; anything else and we start over.
-                words = resp.headers.get("Content-Range", "").split()
-                first = words[-1].split("-")[0] if len(words) == 2 and words[0] == "bytes" else ""
-                start = int(first) if first.isdigit() else -1
-            if start != done:
+            content_range = resp.headers.get("Content-Range", "")
+            start = 0 if resp.status == 200 else _range_start(content_range)
+            restart = start != done
+            if start is not None and start != done:
                 # The server ignored our Range (200) or answered another one: start over.
                 out.seek(0)
                 out.truncate()
                 hasher = hashlib.new(algorithm)
                 done = 0
-                if start != 0:
-                    _drain(resp)
-                    continue
-            error: BaseException | None = None
-            while True:
-                try:
-                    chunk = resp.read(CHUNK)
-                except (OSError, http.client.HTTPException) as e:
-                    error = e
+                restart = start != 0
+            if restart:
+                resp.close()
+                why = f"unusable Content-Range {content_range!r} in a 206 answer"
+            else:
+                error: BaseException | None = None
+                while True:
+                    try:
+                        chunk = resp.read(CHUNK)
+                    except (OSError, http.client.HTTPException) as e:
+                        error = e
+                        break
+                    if not chunk:
+                        break
+                    if done + len(chunk) > size:
+                        resp.close()
+                        raise DigestMismatch(f"blob {digest}: registry sent more than the "
+                                             f"{size} bytes its descriptor says")
+                    out.write(chunk)
+                    hasher.update(chunk)
+                    done += len(chunk)
+                    on_bytes(done)
+                if done == size:
                     break
-                if not chunk:
-                    break
-                if done + len(chunk) > size:
-                    resp.close()
-                    raise DigestMismatch(f"blob {digest}: registry sent more than the {size} "
-                                         "bytes its descriptor says")
-                out.write(chunk)
-                hasher.update(chunk)
-                done += len(chunk)
-                on_bytes(done)
-            if done == size:
-                break
-            # The connection broke (or closed early): resume where we are, on fresh connections
-            # (after a redirect the broken one may be another host's).
+                why = _describe(error) if error else "connection closed early"
+            # Resume where we are (or, after a bad range answer, from the start, asking for no
+            # range at all) on fresh connections: after a redirect the broken one may be another
+            # host's.
             self.close()
             failures += 1
-            why = _describe(error) if error else "connection closed early"
             if failures >= self._attempts:
                 raise RegistryError(f"{self.ref.registry}: download of blob {digest} failed at "
                                     f"{done} of {size} bytes ({why}) after {failures} attempts")
-            LOG.warning("registry %s: blob %s interrupted at %d/%d bytes (%s); resuming",
-                        self.ref.registry, digest[:19], done, size, why)
+            LOG.warning("registry %s: blob %s interrupted at %d/%d bytes (%s); %s",
+                        self.ref.registry, digest[:19], done, size, why,
+                        "starting over" if restart else "resuming")
+            if restart:
+                out.seek(0)
+                out.truncate()
+                hasher = hashlib.new(algorithm)
+                done = 0
             self._wait(failures)
         if hasher.hexdigest() != expected:
             raise DigestMismatch(f"blob {digest}: content does not match its digest (got "
