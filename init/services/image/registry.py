@@ -146,13 +146,19 @@ class RegistryClient:
         attempt = 0
         redirects = 0
         challenged = False
-        our_host = urlsplit(self.base).netloc
+        given_for = urlsplit(url)[:2]  # (scheme, host) the caller's headers are meant for
         while True:
             parts = urlsplit(url)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
-            sent = {"User-Agent": USER_AGENT, **(headers or {})}
-            # Credentials and tokens go to the registry only, never to a redirect target.
-            if authenticate and parts.netloc == our_host and self._auth:
+            here = (parts.scheme, parts.netloc)
+            is_registry = here == (self.scheme, self.ref.api_host)
+            # Credentials go only to the host they belong to, over the scheme they were given
+            # on: never to a redirect's other host, never down to plain HTTP.
+            sent = {"User-Agent": USER_AGENT}
+            for key, value in (headers or {}).items():
+                if key.lower() != "authorization" or here == given_for:
+                    sent[key] = value
+            if authenticate and is_registry and self._auth:
                 sent["Authorization"] = self._auth
             if parts.scheme not in ("http", "https"):
                 raise RegistryError(f"{self.ref.registry}: unsupported URL {url!r}")
@@ -183,7 +189,7 @@ class RegistryClient:
                 LOG.warning("registry %s: %s; retrying", parts.netloc, _describe(e))
                 self._wait(attempt)
                 continue
-            if resp.status == 401 and authenticate and parts.netloc == our_host:
+            if resp.status == 401 and authenticate and is_registry:
                 challenges = parse_challenges(resp.headers.get_all("WWW-Authenticate") or [])
                 _drain(resp)
                 if challenged:
@@ -238,8 +244,12 @@ class RegistryClient:
         if "service" in ch.params:
             query["service"] = ch.params["service"]
         realm = ch.params["realm"]
-        if urlsplit(realm).scheme not in ("http", "https"):
+        realm_scheme = urlsplit(realm).scheme
+        if realm_scheme not in ("http", "https"):
             raise AuthenticationError(f"{self.ref.registry}: token realm {realm!r} is not a URL")
+        if realm_scheme == "http" and self.scheme == "https":
+            raise AuthenticationError(f"{self.ref.registry}: token realm {realm} is plain HTTP "
+                                      "for an HTTPS registry: refused")
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         headers = {"Authorization": self._credential.basic()} if self._credential else {}
         resp = self.request("GET", url, headers, authenticate=False)
