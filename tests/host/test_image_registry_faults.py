@@ -119,3 +119,41 @@ def test_plain_http_realm_refused_for_an_https_registry(tmp_path: Path, tls_prox
     with pytest.raises(AuthenticationError, match="plain HTTP for an HTTPS registry"):
         pull(service, f"{tls_proxy.address}/{busybox_image.name}")
     assert tls_proxy.token_requests == 0
+
+
+@pytest.mark.parametrize("digest", [
+    "md5:" + "0" * 32,
+    "sha256:../../../../tmp/mvirt-one-pwned",
+    "sha256:" + "A" * 64,
+    "sha256:" + "0" * 63,
+    "sha512:" + "0" * 64,
+])
+def test_malformed_docker_content_digest_is_refused(image_service: ImageService,
+                                                    image_proxy: Proxy, busybox_image: Pushed,
+                                                    digest: str) -> None:
+    image_proxy.content_digest = digest
+    with pytest.raises(RegistryError, match="malformed Docker-Content-Digest"):
+        pull(image_service, f"{image_proxy.address}/{busybox_image.name}")
+    assert not image_proxy.requests("GET")  # nothing fetched by it
+    store = image_service.store
+    assert list(store.images.iterdir()) == [] and store.read_refs() == {}
+    assert not Path("/tmp/mvirt-one-pwned").exists()
+
+
+@pytest.mark.parametrize("digest", ["md5:" + "0" * 32, "sha256:../../../etc/passwd",
+                                    "sha256:", "sha512:" + "f" * 64])
+def test_store_refuses_paths_from_malformed_digests(tmp_path: Path, digest: str) -> None:
+    from init.services.image.errors import InvalidReference
+    from init.services.image.store import Store
+
+    store = Store(tmp_path / "images")
+    store.open()
+    try:
+        for path_of in (store.blob_path, store.meta_path, store.rootfs):
+            with pytest.raises(InvalidReference):
+                path_of(digest)
+        with pytest.raises(InvalidReference):
+            store.put_bytes(digest, b"{}")
+        assert store.find_image("sha256:" + "0" * 64) is None
+    finally:
+        store.close()

@@ -34,7 +34,7 @@ from init.services.image.errors import (
     RegistryError,
     UnsupportedImage,
 )
-from init.services.image.reference import Reference
+from init.services.image.reference import Reference, is_digest
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -280,7 +280,13 @@ class RegistryClient:
         if resp.status != 200:
             raise RegistryError(f"{self.ref.registry}: HEAD manifest {reference}: "
                                 f"HTTP {resp.status}")
-        return resp.headers.get("Docker-Content-Digest")
+        digest = resp.headers.get("Docker-Content-Digest")
+        if digest is not None and not is_digest(digest):
+            # It names files in the store: only what a digest can be, nothing path-like.
+            raise RegistryError(f"{self.ref.registry}: malformed Docker-Content-Digest "
+                                f"{digest[:100]!r} for {self.ref} (expected sha256:<64 hex> or "
+                                "sha512:<128 hex>)")
+        return digest
 
     def manifest(self, reference: str) -> tuple[bytes, str]:
         """(body, Content-Type) of a manifest or index; the caller verifies its digest."""

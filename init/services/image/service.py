@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from init.services.image.errors import ImageInUse, ImageNotFound, InvalidReference
+from init.services.image.errors import ImageInUse, ImageNotFound
 
 # The rest loads on first use: the init constructs this service at boot, where every import
 # costs (regexes compiled, JSON, tempfile...), and most boots never pull.
@@ -41,16 +41,6 @@ class Image:
     rootfs: Path  # the unpacked layers; read-only by convention (containers get an overlay)
     size: int  # bytes of the (compressed) layers
     layers: tuple[str, ...]
-
-
-def _is_digest(text: str) -> bool:
-    from init.services.image import reference
-
-    try:
-        reference.check_digest(text)
-    except InvalidReference:
-        return False
-    return True
 
 
 class ImageService:
@@ -196,14 +186,14 @@ class ImageService:
 
     def _lookup(self, ref_or_digest: str) -> tuple[str, str | None]:
         """(image digest, the normalised reference or None if a digest was given)."""
+        from init.services.image import reference
+
         store = self._ready()
-        if _is_digest(ref_or_digest):
+        if reference.is_digest(ref_or_digest):
             image = store.find_image(ref_or_digest)
             if image is None:
                 raise ImageNotFound(f"no image with digest {ref_or_digest}")
             return image, None
-        from init.services.image import reference
-
         parsed = reference.parse(ref_or_digest)
         image = store.read_refs().get(str(parsed))
         if image is None and parsed.digest:
