@@ -132,17 +132,13 @@ def _hostile_cases(outside: Path) -> dict[str, list[list[Entry]]]:
     return {
         "dotdot-path": [[ok, Entry(f"{up}/pwned", data=b"x")]],
         "absolute-path": [[ok, Entry(f"{outside}/pwned", data=b"x")]],
-        "escaping-symlink": [[Entry("esc", "symlink", target=up)]],
-        "escaping-symlink-nested": [[Entry("a/", "dir", mode=0o755),
-                                     Entry("a/esc", "symlink", target="../../etc")]],
         "dotdot-hardlink": [[Entry("h", "hardlink", target=f"{up}/victim")]],
         "absolute-hardlink": [[Entry("h", "hardlink", target="/etc/passwd")]],
         "dotdot-whiteout": [[ok, Entry("x/../../.wh.ok")]],
     }
 
 
-@pytest.mark.parametrize("case", ["dotdot-path", "absolute-path", "escaping-symlink",
-                                  "escaping-symlink-nested", "dotdot-hardlink",
+@pytest.mark.parametrize("case", ["dotdot-path", "absolute-path", "dotdot-hardlink",
                                   "absolute-hardlink", "dotdot-whiteout"])
 def test_refused_layers(case: str, image_service: ImageService, image_registry: Registry,
                         outside: Path) -> None:
@@ -183,6 +179,29 @@ def test_links_through_symlinks_stay_inside(image_service: ImageService,
     hl = os.stat(root / "hl")
     assert hl.st_ino == os.stat(root / "etc" / "passwd").st_ino != host_passwd.st_ino
     assert os.readlink(root / "out") == str(outside)  # kept verbatim for the container
+
+
+def test_relative_symlinks_climbing_above_the_root(image_service: ImageService,
+                                                   image_registry: Registry,
+                                                   outside: Path) -> None:
+    """Accepted as Docker accepts them (real images have them), stored verbatim, and whatever a
+    later layer writes through them lands inside the rootfs."""
+    up = "../" * 12 + str(outside).lstrip("/")
+    lower = [Entry("esc", "symlink", target=up),
+             Entry("usr/", "dir", mode=0o755), Entry("usr/lib/", "dir", mode=0o755),
+             Entry("usr/lib/os-release", "symlink", target="../../../../etc/os-release"),
+             Entry("etc/", "dir", mode=0o755),
+             Entry("etc/os-release", data=b"ID=fixture\n")]
+    upper = [Entry("esc/pwned", data=b"inside\n"),
+             Entry("usr/lib/os-release-copy", "hardlink", target="etc/os-release")]
+    build.push_layers(image_registry, "hostile", "climbing", [build.tar_layer(lower),
+                                                             build.tar_layer(upper)])
+    image = pull(image_service, f"{image_registry.address}/hostile:climbing")
+    root = image.rootfs
+    assert os.readlink(root / "esc") == up
+    assert (root / str(outside).lstrip("/") / "pwned").read_text() == "inside\n"
+    assert os.readlink(root / "usr" / "lib" / "os-release") == "../../../../etc/os-release"
+    assert (root / "usr" / "lib" / "os-release-copy").read_text() == "ID=fixture\n"
 
 
 def test_symlink_loop_is_refused(image_service: ImageService, image_registry: Registry) -> None:

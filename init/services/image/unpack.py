@@ -9,10 +9,11 @@ The last component is never followed: an existing entry is replaced, not written
 Refused (UnsafeLayer, the pull fails and the half-made rootfs is discarded):
 - entry names that are absolute or contain `..`; names and link targets longer than PATH_MAX;
 - headers, maps and entry counts past the bounds of tarstream.py (which say why);
-- hard links whose target name is absolute or contains `..`, or is a directory;
-- symlinks whose *relative* target climbs above the rootfs from where the link is.
-Absolute symlink targets are kept as they are: they mean the container's root (`/etc/localtime
--> /usr/share/zoneinfo/UTC`), and are never followed on the host.
+- hard links whose target name is absolute or contains `..`, or is a directory.
+Symlink targets are kept as they are, whatever they say, as Docker and containerd keep them: an
+absolute one means the container's root (`/etc/localtime -> /usr/share/zoneinfo/UTC`), and a
+relative one that climbs above the root stops there, as the kernel stops `..` at a container's
+root. They are never followed on the host: here too they resolve inside the rootfs.
 
 Layers: gzip, zstd or plain tar (told by magic bytes, as Docker does), whiteouts `.wh.NAME` and
 opaque directories `.wh..wh..opq` against the layers below, hard links, symlinks, modes,
@@ -68,21 +69,6 @@ def _check_length(name: str, what: str) -> None:
     # only costs (removing such a tree recurses as deep).
     if len(name.encode("utf-8", "surrogateescape")) > PATH_MAX:
         raise UnsafeLayer(f"{what} {name[:64]!r}...: longer than {PATH_MAX} bytes")
-
-
-def _symlink_escapes(parent: list[str], target: str) -> bool:
-    """True if a relative symlink target climbs above the root from the link's directory."""
-    if target.startswith("/"):
-        return False
-    depth = len(parent)
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
 
 
 class LayerApplier:
@@ -291,9 +277,6 @@ class LayerApplier:
                 self._file(tf, m, base, dfd)
             elif m.issym():
                 _check_length(m.linkname, f"layer entry {m.name!r}: symlink target")
-                if _symlink_escapes(parent, m.linkname):
-                    raise UnsafeLayer(f"layer entry {m.name!r}: symlink to {m.linkname!r} "
-                                      "points outside the rootfs")
                 os.symlink(m.linkname, base, dir_fd=dfd)
                 self._chown(m, None, base, dfd)
                 os.utime(base, ns=(self._mtime_ns(m),) * 2, dir_fd=dfd, follow_symlinks=False)
