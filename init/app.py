@@ -139,6 +139,9 @@ class Init:
     async def _stop(self) -> None:
         """Containers first (the API still answers meanwhile), then the API, then the rest."""
         grace = self.shutdown_grace
+        # Pulls first: a pull in flight must not hold a CreatePod, nor (as an executor thread
+        # asyncio.run waits for) the exit.
+        self.images.cancel_all()
         try:
             # Bounded: a pod service that hangs must not keep the VM from powering off.
             if self.pods is not None:

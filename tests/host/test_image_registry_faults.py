@@ -6,18 +6,29 @@ sends after a downgrade)."""
 from __future__ import annotations
 
 import asyncio
+import io
+import signal
 import ssl
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from init.app import Init
 from init.services.image import ImageService
+from init.services.image import manifest as mf
 from init.services.image.auth import Credential
-from init.services.image.errors import AuthenticationError, RegistryError
+from init.services.image.errors import AuthenticationError, PullCancelled, RegistryError
+from init.services.image.reference import parse
+from init.services.image.registry import RegistryClient
 from tests.fixtures.images.fixtures import Pushed, TlsRegistries
 from tests.fixtures.images.proxy import Proxy
 from tests.fixtures.images.registry import Registry
+from tests.fixtures.local import SOURCE_INIT, LocalInit
+from tests.fixtures.paths import ROOT
 
 pytestmark = pytest.mark.host
 
@@ -157,3 +168,90 @@ def test_store_refuses_paths_from_malformed_digests(tmp_path: Path, digest: str)
         assert store.find_image("sha256:" + "0" * 64) is None
     finally:
         store.close()
+
+
+# --- stalls and cancellation: a registry that trickles ------------------------------------------
+
+def config_of(client: RegistryClient, tag: str) -> mf.Descriptor:
+    body, content_type = client.manifest(tag)
+    return mf.parse_manifest(body, mf.media_type_of(body, content_type, tag), tag).config
+
+
+@pytest.mark.parametrize("trickle, options, reason", [
+    (0.05, {"stall_window": 1.0, "stall_bytes": 1024}, r"stalled: \d+ bytes in 1 s"),
+    (2.0, {"timeout": 0.5}, "timed out"),
+])
+def test_a_stalled_blob_fails(image_proxy: Proxy, busybox_image: Pushed, trickle: float,
+                              options: dict[str, float], reason: str) -> None:
+    """Too slow (under the rate floor) or silent (past the per-read timeout): a failed attempt
+    each, then an error; never a transfer that goes on for ever."""
+    client = RegistryClient(parse(f"{image_proxy.address}/{busybox_image.name}"), attempts=2,
+                            backoff=0.1, **options)  # type: ignore[arg-type]
+    try:
+        config = config_of(client, "latest")
+        image_proxy.trickle = trickle
+        start = time.monotonic()
+        with pytest.raises(RegistryError, match=f"{reason}.* after 2 attempts"):
+            client.fetch_blob(config.digest, config.size, io.BytesIO())
+        assert time.monotonic() - start < 10
+    finally:
+        client.close()
+
+
+def test_cancel_all_stops_a_trickling_pull_at_once(image_service: ImageService,
+                                                   image_proxy: Proxy,
+                                                   busybox_image: Pushed) -> None:
+    image_proxy.trickle = 5.0
+    ref = f"{image_proxy.address}/{busybox_image.name}"
+
+    async def pull_then_cancel() -> float:
+        pulling = asyncio.ensure_future(image_service.pull(ref))
+        assert await asyncio.to_thread(image_proxy.trickling.wait, 30)
+        start = time.monotonic()
+        image_service.cancel_all()
+        with pytest.raises(PullCancelled, match="shutting down"):
+            await pulling
+        return time.monotonic() - start
+
+    took = asyncio.run(pull_then_cancel())
+    print(f"pull cancelled {took:.3f} s after cancel_all")
+    assert took < 1.0
+    store = image_service.store
+    assert list(store.tmp.iterdir()) == [] and list(store.images.iterdir()) == []
+    with pytest.raises(PullCancelled):  # and no new pull starts
+        pull(image_service, ref)
+
+
+def test_sigterm_during_a_trickling_pull(tmp_path: Path, image_proxy: Proxy,
+                                         busybox_image: Pushed) -> None:
+    """Local mode: SIGTERM while a pull reads a byte every 5 s; the init exits within its
+    grace period and the stop margin, and the client's pull fails."""
+    grace = 2.0
+    image_proxy.trickle = 5.0
+    local = LocalInit(tmp_path, f"unix:{tmp_path / 'api.sock'}",
+                      argv=[*SOURCE_INIT, "--shutdown-grace", str(grace)])
+    client = None
+    try:
+        local.wait_for("phase ready")
+        client = subprocess.Popen(
+            [sys.executable, "-m", "onectl", "-a", local.listen, "pull",
+             f"{image_proxy.address}/{busybox_image.name}"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert image_proxy.trickling.wait(30)
+        start = time.monotonic()
+        local.proc.send_signal(signal.SIGTERM)
+        try:
+            code = local.proc.wait(timeout=grace + Init.STOP_MARGIN + 10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"init still running {time.monotonic() - start:.0f} s after "
+                                 f"SIGTERM:\n{local.log()}") from None
+        took = time.monotonic() - start
+        print(f"init exited {took:.2f} s after SIGTERM during a trickling pull")
+        assert code == 0 and took < grace + Init.STOP_MARGIN, local.log()
+        client.communicate(timeout=30)
+        assert client.returncode != 0  # the pull failed (how depends on the API's last words)
+    finally:
+        if client is not None and client.poll() is None:
+            client.kill()
+        if local.proc.poll() is None:
+            local.proc.kill()

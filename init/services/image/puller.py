@@ -150,7 +150,7 @@ class Puller:
             tmp = store.new_tmp_dir("rootfs-")
             try:
                 os.chmod(tmp, 0o755)
-                with LayerApplier(tmp) as applier:
+                with LayerApplier(tmp, check=self.client.check_cancelled) as applier:
                     for layer, diff_id in zip(manifest.layers, config.diff_ids, strict=True):
                         self.progress(Progress("extracting", layer.digest, 0, layer.size, digest))
                         with open(store.blob_path(layer.digest), "rb") as f:

@@ -13,12 +13,14 @@ variables are consulted: the init talks to the registry it was told about.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import ipaddress
 import json
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -44,6 +46,14 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 MAX_RETRY_AFTER = 30.0
+# A transfer that moves fewer bytes than this in this many seconds has stalled (a socket that
+# sends nothing at all for `timeout` seconds fails sooner, on its own).
+STALL_WINDOW = 60.0
+STALL_BYTES = 16 << 10
+
+
+class Stalled(OSError):
+    """A body arriving too slowly: handled as a broken connection is (a blob resumes)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -105,7 +115,8 @@ class RegistryClient:
     def __init__(self, ref: Reference, *, insecure: Collection[str] = (),
                  credential: Credential | None = None, ca_files: Sequence[Path] = (),
                  cancel: Cancel | None = None, timeout: float = 30.0, attempts: int = 4,
-                 backoff: float = 0.5) -> None:
+                 backoff: float = 0.5, stall_window: float = STALL_WINDOW,
+                 stall_bytes: int = STALL_BYTES) -> None:
         self.ref = ref
         self.may_use_http = may_use_plain_http(ref, insecure)
         self.scheme = "https"  # "http" once a registry allowed it turned out not to speak TLS
@@ -113,6 +124,7 @@ class RegistryClient:
         self._attempts = attempts
         self._backoff = backoff
         self._cancel = cancel or Cancel()
+        self._stall = (stall_window, stall_bytes)
         self._conns = Connections(self._cancel, timeout, lambda: tls.context(ca_files))
         self._auth: str | None = None  # the Authorization header value once we have one
 
@@ -124,6 +136,40 @@ class RegistryClient:
 
     def close(self) -> None:
         self._conns.close()
+
+    def check_cancelled(self) -> None:
+        """PullCancelled once the pulls are cancelled (for the work between transfers)."""
+        self._cancel.check()
+
+    def _chunks(self, resp: http.client.HTTPResponse) -> Iterator[bytes]:
+        """A body as it arrives (what is there, not a full CHUNK: progress is seen), failing
+        with Stalled when it moves too slowly; ends early if the pulls are cancelled."""
+        window, least = self._stall
+        since, moved = time.monotonic(), 0
+        while chunk := resp.read1(CHUNK):
+            yield chunk
+            moved += len(chunk)
+            now = time.monotonic()
+            if now - since >= window:
+                if moved < least:
+                    raise Stalled(errno.ETIMEDOUT, f"stalled: {moved} bytes in "
+                                                   f"{now - since:.0f} s")
+                since, moved = now, 0
+        # read1 leaves a body read to its end open, and the connection then refuses the next
+        # request: mark it done.
+        resp.close()
+
+    def _read_body(self, resp: http.client.HTTPResponse, limit: int) -> bytes:
+        """At most `limit` bytes of a (small) body."""
+        parts: list[bytes] = []
+        size = 0
+        for chunk in self._chunks(resp):
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+        self._cancel.check()
+        return b"".join(parts)[:limit]
 
     def _wait(self, attempt: int, retry_after: str | None = None) -> None:
         delay = self._backoff * 2 ** (attempt - 1)
@@ -149,6 +195,9 @@ class RegistryClient:
         given_for = urlsplit(url)[:2]  # (scheme, host) the caller's headers are meant for
         while True:
             parts = urlsplit(url)
+            if parts.scheme == "https" != self.scheme and parts.netloc == self.ref.api_host:
+                url = "http" + url[len("https"):]  # built before the registry fell back
+                continue
             path = parts.path + (f"?{parts.query}" if parts.query else "")
             here = (parts.scheme, parts.netloc)
             is_registry = here == (self.scheme, self.ref.api_host)
@@ -259,10 +308,13 @@ class RegistryClient:
                                       f"{'the credentials' if self._credential else 'access'}: "
                                       f"{text}")
         try:
-            doc = json.loads(resp.read(1 << 20))
+            doc = json.loads(self._read_body(resp, 1 << 20))
             token = doc.get("token") or doc.get("access_token")
         except (ValueError, AttributeError):
             token = None
+        except (OSError, http.client.HTTPException) as e:
+            raise RegistryError(f"{self.ref.registry}: reading a token from {realm}: "
+                                f"{_describe(e)}") from e
         _drain(resp)
         if not isinstance(token, str) or not token:
             raise AuthenticationError(f"{self.ref.registry}: token service {realm} gave no token")
@@ -301,7 +353,7 @@ class RegistryClient:
             _drain(resp)
             raise UnsupportedImage(f"{self.ref}: manifest of {length} bytes is too large")
         try:
-            body = resp.read(mf.MAX_MANIFEST + 1)
+            body = self._read_body(resp, mf.MAX_MANIFEST + 1)
             _drain(resp)
         except (OSError, http.client.HTTPException) as e:
             self._conns.drop(*urlsplit(self.base)[:2])
@@ -344,22 +396,18 @@ class RegistryClient:
                 why = f"unusable Content-Range {content_range!r} in a 206 answer"
             else:
                 error: BaseException | None = None
-                while True:
-                    try:
-                        chunk = resp.read(CHUNK)
-                    except (OSError, http.client.HTTPException) as e:
-                        error = e
-                        break
-                    if not chunk:
-                        break
-                    if done + len(chunk) > size:
-                        resp.close()
-                        raise DigestMismatch(f"blob {digest}: registry sent more than the "
-                                             f"{size} bytes its descriptor says")
-                    out.write(chunk)
-                    hasher.update(chunk)
-                    done += len(chunk)
-                    on_bytes(done)
+                try:
+                    for chunk in self._chunks(resp):
+                        if done + len(chunk) > size:
+                            resp.close()
+                            raise DigestMismatch(f"blob {digest}: registry sent more than the "
+                                                 f"{size} bytes its descriptor says")
+                        out.write(chunk)
+                        hasher.update(chunk)
+                        done += len(chunk)
+                        on_bytes(done)
+                except (OSError, http.client.HTTPException) as e:
+                    error = e
                 if done == size:
                     break
                 why = _describe(error) if error else "connection closed early"
@@ -367,6 +415,7 @@ class RegistryClient:
             # range at all) on fresh connections: after a redirect the broken one may be another
             # host's.
             self.close()
+            self._cancel.check()
             failures += 1
             if failures >= self._attempts:
                 raise RegistryError(f"{self.ref.registry}: download of blob {digest} failed at "

@@ -24,6 +24,7 @@ from init.services.image.errors import ImageInUse, ImageNotFound
 if TYPE_CHECKING:
     from init.services.image import reference
     from init.services.image.auth import Credential
+    from init.services.image.connections import Cancel
     from init.services.image.imageconfig import ImageConfig
     from init.services.image.store import Store
 
@@ -59,6 +60,9 @@ class ImageService:
         self._opened = False
         self._open_lock = threading.Lock()
         self._inflight: dict[str, asyncio.Future[str]] = {}
+        self._cancel: Cancel | None = None  # made by the first pull (it imports http.client)
+        self._cancelled = False
+        self._cancel_lock = threading.Lock()
         self._listeners: dict[str, list[ProgressCallback]] = {}
 
     @property
@@ -91,6 +95,24 @@ class ImageService:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+    def cancel_all(self) -> None:
+        """Stop every pull at once and refuse new ones (shutdown): their worker threads see
+        their sockets shut down and end with PullCancelled within moments."""
+        with self._cancel_lock:
+            self._cancelled = True
+            if self._cancel is not None:
+                self._cancel.cancel()
+
+    def _canceller(self) -> Cancel:
+        with self._cancel_lock:
+            if self._cancel is None:
+                from init.services.image.connections import Cancel
+
+                self._cancel = Cancel()
+                if self._cancelled:
+                    self._cancel.cancel()
+            return self._cancel
 
     # --- pull --------------------------------------------------------------------------------
 
@@ -144,12 +166,14 @@ class ImageService:
                    credential: Credential | None) -> str:
         from init.services.image.puller import Puller  # http.client, tarfile: on first pull
 
+        cancel = self._canceller()
+        cancel.check()
         store = self._ready()
         # Shared: removals wait for running pulls before deleting blobs.
         with store.pulling():
             puller = Puller(store, ref, insecure=self.insecure_registries,
                             credential=credential or self.credentials.get(ref.registry),
-                            progress=emit, ca_files=self.ca_files)
+                            progress=emit, ca_files=self.ca_files, cancel=cancel)
             return puller.run()
 
     # --- local queries -----------------------------------------------------------------------

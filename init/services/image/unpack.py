@@ -30,7 +30,7 @@ import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
@@ -74,9 +74,12 @@ def _check_length(name: str, what: str) -> None:
 class LayerApplier:
     """Applies layers, bottom first, to one rootfs directory."""
 
-    def __init__(self, root: Path, *, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, root: Path, *, max_entries: int = MAX_ENTRIES,
+                 check: Callable[[], None] = lambda: None) -> None:
+        """`check` is called before each entry: what it raises (a cancellation) stops."""
         self.root = root
         self.max_entries = max_entries
+        self._check = check
         self._root_fd = os.open(root, _DIR_FLAGS)
         self.is_root = os.geteuid() == 0
         self.skipped_devices = 0
@@ -219,6 +222,7 @@ class LayerApplier:
         with tarfile.open(fileobj=reader, mode="r|",  # type: ignore[call-overload]
                           tarinfo=BoundedTarInfo) as tf:
             for m in members(tf, self.max_entries):
+                self._check()
                 parts = _split(m.name, "layer entry")
                 if m.isdir():
                     dirs.append((parts, m.mode, self._mtime_ns(m)))
