@@ -7,12 +7,12 @@ doit reserves the word `clean` for its own command, so `make clean` runs the tas
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from doit.tools import config_changed
-
 from onebuild import paths
+from onebuild.modules import step_sources
 
 DOIT_CONFIG: dict[str, Any] = {
     "default_tasks": ["one"],
@@ -34,32 +34,65 @@ def _files(root: str, pattern: str = "**/*") -> list[str]:
 
 
 def _param(name: str, env: str, default: str = "") -> dict[str, Any]:
+    """A task parameter whose default comes from the environment, which is how make passes it."""
     return {"name": name, "long": name, "type": str, "default": os.environ.get(env, default)}
+
+
+class OptionsUnchanged:
+    """Up to date while `fingerprint(task.options)` is what it was at the last successful run.
+
+    task.options holds the task's parameters (command line, else the default from the
+    environment): exactly the values the action will get. doit fills it for tasks named on the
+    command line before this check, and for their dependencies only after it, hence the
+    init_options() (which parses once, and is a no-op when already done).
+    """
+
+    def __init__(self, fingerprint: Callable[[Mapping[str, Any]], str]) -> None:
+        self.fingerprint = fingerprint
+        self.current = ""
+
+    def configure_task(self, task: Any) -> None:
+        task.value_savers.append(lambda: {"options": self.current})
+
+    def __call__(self, task: Any, values: Mapping[str, Any]) -> bool:
+        task.init_options()
+        self.current = self.fingerprint(task.options)
+        return bool(values.get("options") == self.current)
+
+
+def _remove(*targets: Path) -> list[Any]:
+    """A clean action for targets that include directories (doit removes only empty ones)."""
+    from onebuild import cleanup
+
+    return [(cleanup.remove, [list(targets)], {})]
 
 
 KERNEL_TARBALL = _param("tarball", "KERNEL_TARBALL")
 RUNTIME = _param("runtime", "RUNTIME")
+EXTRA_CA_CERTS = _param("extra_ca_certs", "EXTRA_CA_CERTS")
 
 
 def task_kernel() -> dict[str, Any]:
     """build target/bzImage from kernel.version + kernel.config (cached outside the clone)"""
-    from onebuild import kernel
+    from onebuild.kernel import bzimage, source
 
     return {
-        "actions": [(kernel.build, [], {})],
+        "actions": [(bzimage.build, [], {})],
         "params": [KERNEL_TARBALL],
-        "file_dep": ["kernel.version", "kernel.config", "onebuild/kernel.py"],
-        "targets": [str(T / "bzImage"), str(T / "kernel.release")],
+        "file_dep": ["kernel.version", "kernel.config",
+                     *step_sources("onebuild.kernel.bzimage")],
+        "uptodate": [OptionsUnchanged(lambda o: source.tarball_fingerprint(o["tarball"]))],
+        "targets": [str(T / name) for name in bzimage.OUTPUTS],
         "clean": True,
     }
 
 
 def task_menuconfig() -> dict[str, Any]:
     """edit the kernel config in menuconfig; changed options are folded back into kernel.config"""
-    from onebuild import kernel
+    from onebuild.kernel import menuconfig
 
     return {
-        "actions": [(kernel.menuconfig, [], {})],
+        "actions": [(menuconfig.edit, [], {})],
         "params": [KERNEL_TARBALL],
         "uptodate": [False],
         "verbosity": 2,
@@ -73,11 +106,13 @@ def task_runtime() -> dict[str, Any]:
     return {
         "actions": [(runtime.build, [], {})],
         "params": [RUNTIME],
-        "file_dep": ["onebuild/runtime.py"],
-        "targets": [str(T / "runtime" / "runtime.json")],
+        "file_dep": step_sources("onebuild.runtime"),
         # The choice (built crun, or the user's binary and its contents) is part of the state.
-        "uptodate": [config_changed(runtime.choice_fingerprint(os.environ.get("RUNTIME", "")))],
-        "clean": True,
+        "uptodate": [OptionsUnchanged(lambda o: runtime.choice_fingerprint(o["runtime"]))],
+        # The binary keeps its own name, known only when the task runs: the directory is the
+        # target, and runtime.json (written last) names what is in it.
+        "targets": [str(runtime.OUT), str(runtime.RUNTIME_JSON)],
+        "clean": _remove(runtime.OUT),
     }
 
 
@@ -87,14 +122,19 @@ def task_proto() -> dict[str, Any]:
 
     return {
         "actions": [(proto.generate, [], {})],
-        "file_dep": ["proto/one.proto", "onebuild/proto.py", "requirements.txt"],
-        "targets": [f"oneproto/{name}" for name in proto.MODULES],
-        "clean": True,
+        "file_dep": ["proto/one.proto", "requirements.txt", *step_sources("onebuild.proto")],
+        "targets": [str(proto.OUT / name) for name in ("__init__.py", *proto.MODULES)],
+        "clean": _remove(proto.OUT),
     }
 
 
-INIT_SOURCES = ["oneproto/one_pb2.py", "oneproto/one_grpc.py", "onebuild/freeze.py",
-                "requirements.txt"]
+def _init_sources() -> list[str]:
+    """What the frozen init is made of: its code, the generated stubs, the pinned packages."""
+    from onebuild import proto
+
+    stubs = [str(proto.OUT / name) for name in ("__init__.py", "one_pb2.py", "one_grpc.py")]
+    return [*_files("init", "**/*.py"), *stubs, "requirements.txt",
+            *step_sources("onebuild.freeze")]
 
 
 def task_init() -> dict[str, Any]:
@@ -103,9 +143,9 @@ def task_init() -> dict[str, Any]:
 
     return {
         "actions": [(freeze.freeze_onedir, [], {})],
-        "file_dep": _files("init", "**/*.py") + INIT_SOURCES,
-        "targets": [str(T / "init" / "init")],
-        "clean": True,
+        "file_dep": _init_sources(),
+        "targets": [str(freeze.ONEDIR), str(freeze.ONEDIR / freeze.NAME)],
+        "clean": _remove(freeze.ONEDIR),
     }
 
 
@@ -115,24 +155,27 @@ def task_static() -> dict[str, Any]:
 
     return {
         "actions": [(freeze.freeze_static, [], {})],
-        "file_dep": _files("init", "**/*.py") + INIT_SOURCES,
-        "targets": [str(T / "mvirt-one")],
+        "file_dep": _init_sources(),
+        "targets": [str(freeze.STATIC)],
         "clean": True,
     }
 
 
 def task_initramfs() -> dict[str, Any]:
-    """build target/initramfs.cpio.{gz,zst}: skeleton + frozen init + runtime (reproducible)"""
-    from onebuild import initramfs
+    """build target/initramfs.cpio.{gz,zst}: skeleton + init + runtime + CAs (EXTRA_CA_CERTS=pem)"""
+    from onebuild import cacerts, freeze, initramfs, runtime
 
+    host_files = [str(host) for host, _package in initramfs.HOST_FILES.values()]
     return {
         "actions": [(initramfs.build, [], {})],
-        "file_dep": _files("initramfs/rootfs")
-        + [str(T / "init" / "init"), str(T / "runtime" / "runtime.json")]
-        + ["onebuild/initramfs.py", "onebuild/elfdeps.py", "onebuild/cpio.py"],
-        "targets": [str(T / "initramfs.cpio.gz"), str(T / "initramfs.cpio.zst"),
-                    str(T / "initramfs.tree.txt")],
-        "clean": True,
+        "params": [EXTRA_CA_CERTS],
+        "file_dep": [*_files("initramfs/rootfs"), str(freeze.ONEDIR / freeze.NAME),
+                     str(runtime.RUNTIME_JSON), *map(str, cacerts.mozilla_files()), *host_files,
+                     *step_sources("onebuild.initramfs")],
+        # The site CAs are a dependency by content, whichever way their path was given.
+        "uptodate": [OptionsUnchanged(lambda o: cacerts.extra_fingerprint(o["extra_ca_certs"]))],
+        "targets": [str(p) for p in initramfs.OUTPUTS],
+        "clean": _remove(*initramfs.OUTPUTS),
     }
 
 
@@ -142,8 +185,8 @@ def task_rootfs() -> dict[str, Any]:
 
     return {
         "actions": [(initramfs.build_rootfs_image, [], {})],
-        "file_dep": [str(T / "initramfs.cpio.gz"), "onebuild/initramfs.py"],
-        "targets": [str(T / "rootfs.raw")],
+        "file_dep": [str(initramfs.CPIO_GZ), *step_sources("onebuild.initramfs")],
+        "targets": [str(initramfs.ROOTFS_IMAGE)],
         "clean": True,
     }
 
@@ -154,15 +197,9 @@ def task_uki() -> dict[str, Any]:
 
     return {
         "actions": [(uki.build, [], {})],
-        "file_dep": [
-            str(T / "bzImage"),
-            str(T / "kernel.release"),
-            str(T / "initramfs.cpio.zst"),
-            "cmdline.txt",
-            "onebuild/uki.py",
-            "onebuild/inspect.py",
-        ],
-        "targets": [str(T / "mvirt-one.efi"), str(T / "cmdline")],
+        "file_dep": [*(str(p) for p in uki.sections().values() if p != uki.CMDLINE),
+                     str(uki.CMDLINE_SOURCE), *step_sources("onebuild.uki")],
+        "targets": [str(uki.OUT), str(uki.CMDLINE)],
         "clean": True,
     }
 

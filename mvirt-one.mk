@@ -4,7 +4,10 @@ VENV      ?= .venv
 DOIT      := $(VENV)/bin/doit
 PYTEST    := $(VENV)/bin/pytest
 BOOTSTRAP := scripts/bootstrap.sh
-# KERNEL_TARBALL=path/to/linux-X.Y.Z.tar.xz names an explicit kernel source tarball.
+# Variables reach doit through the environment (a make command-line variable is exported too):
+#   KERNEL_TARBALL=path/to/linux-X.Y.Z.tar.xz  an explicit kernel source tarball
+#   RUNTIME=path/to/binary                     ship this OCI runtime instead of the built crun
+#   EXTRA_CA_CERTS=path/to/ca.pem              add these PEM CA certificates to the guest's bundle
 DOIT_ARGS :=
 
 .PHONY: help bootstrap one kernel initramfs init runtime rootfs uki menuconfig run clean distclean test check

@@ -98,6 +98,12 @@ class Init:
         for sig in SHUTDOWN_SIGNALS:
             loop.add_signal_handler(sig, self.request_shutdown, sig.name)
         if self.cfg.mode == "pid1":
+            with log.phase("storage"):
+                from init.system import datadisk
+
+                where = await datadisk.prepare(self.cfg.data_dir, self.cfg.data_disk,
+                                               self.cfg.data_size, self.reaper)
+            LOG.info("data directory %s on %s", self.cfg.data_dir, where)
             with log.phase("network"):
                 await _loopback_up()
                 from init.net import boot as net_boot
@@ -109,6 +115,10 @@ class Init:
                 self._start(button.watch(self.request_shutdown), "power-button")
         if self.pods is None:
             self.pods = self._pod_service()
+            try:
+                await self.pods.clean_leftovers()
+            except Exception as e:
+                LOG.error("pods left by an earlier init: %s", e)
         with log.phase("hooks"):
             await hooks.run_all(self.cfg.hooks_dir, self.reaper)
         with log.phase("api"):

@@ -87,7 +87,7 @@ def _paths(value: str, where: str) -> tuple[Path, ...]:
 
 
 def _data_disk(value: str, where: str) -> str | None:
-    if value and not (value.startswith("/dev/") or value.startswith("LABEL=") and value[6:]):
+    if value and not (value.startswith("/dev/") or (value.startswith("LABEL=") and value[6:])):
         raise ConfigError(f"{where}={value!r}: use a device path (/dev/vda) or LABEL=name")
     return value or None
 
@@ -167,8 +167,10 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="N"),
     Setting("log_level", "log", "--log-level", _log_level, "info",
             "log level: " + ", ".join(LOG_LEVELS), metavar="LEVEL"),
-    Setting("runtime", "runtime", "--runtime", _path, Path("/usr/bin/crun"),
-            "OCI runtime binary (crun, runc or youki)", metavar="PATH"),
+    # The image ships the runtime it was built with (crun, or RUNTIME=...) behind this link.
+    Setting("runtime", "runtime", "--runtime", _path, Path("/usr/bin/oci-runtime"),
+            "OCI runtime binary (crun, runc or youki)", local_default=Path("/usr/bin/crun"),
+            metavar="PATH", shown="/usr/bin/oci-runtime / /usr/bin/crun"),
     Setting("hostname", "hostname", None, _text, "mvirt-one", "the VM's hostname (a DHCP host "
             "name replaces it unless it is given)", metavar="NAME"),
     Setting("shutdown_grace", "grace", "--shutdown-grace", _seconds, 10.0,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
-from onebuild import kernel, paths
+from onebuild import paths
+from onebuild.kernel import source
 
 # Kernel tarballs the user or a download put into target/: a source, not a build output.
 DOWNLOADS = ("linux-*.tar.*",)
@@ -14,16 +16,19 @@ def _is_download(name: str) -> bool:
     return any(paths.TARGET.joinpath(name).match(pattern) for pattern in DOWNLOADS)
 
 
+def remove(targets: list[Path]) -> None:
+    """Remove each of `targets`, file or directory tree; a missing one is fine."""
+    for target in targets:
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+
+
 def clean() -> None:
     """Remove build outputs; the kernel source tree and downloaded tarballs stay."""
     if paths.TARGET.exists():
-        for entry in paths.TARGET.iterdir():
-            if _is_download(entry.name):
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+        remove([entry for entry in paths.TARGET.iterdir() if not _is_download(entry.name)])
         if not any(paths.TARGET.iterdir()):
             paths.TARGET.rmdir()
     shutil.rmtree(paths.ROOT / "oneproto", ignore_errors=True)
@@ -35,5 +40,5 @@ def clean() -> None:
 def distclean() -> None:
     """clean, plus the unpacked kernel source and the downloaded tarballs."""
     clean()
-    kernel.remove_source()
+    source.remove_source()
     shutil.rmtree(paths.TARGET, ignore_errors=True)

@@ -1,9 +1,9 @@
 """Freeze the Python init with PyInstaller.
 
-Two routes (ENVIRONMENT.md measured both): `--onedir`, a tree that the initramfs carries as is and
-that starts fastest; and `--onefile` + staticx, one static ELF (`target/mvirt-one`) for users who
-want a single binary, which unpacks itself into /tmp (RAM) at every start. The onedir tree is the
-default in the initramfs; the README has the figures.
+Two routes: `--onedir`, a tree that the initramfs carries as is and that starts fastest; and
+`--onefile` + staticx, one static ELF (`target/mvirt-one`) for users who want a single binary,
+which unpacks itself into /tmp (RAM) at every start. The onedir tree is the default in the
+initramfs; the README has the figures of both.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from onebuild.tools import BuildError, run, step
 
 ENTRY = paths.ROOT / "init" / "__main__.py"
 NAME = "init"
+ONEDIR = paths.TARGET / "init"  # the onedir tree: ONEDIR/NAME is the executable
+STATIC = paths.TARGET / "mvirt-one"
 
 # Modules the init never uses; PyInstaller would otherwise follow optional imports into them.
 EXCLUDES = (
@@ -86,8 +88,8 @@ def _pyinstaller(mode: str, dist: Path, work: Path) -> None:
 
 def freeze_onedir() -> None:
     """target/init/: the onedir tree (executable `init` + `_internal/`)."""
-    out = paths.TARGET / "init"
-    work = paths.TARGET / "freeze" / "onedir"
+    out = ONEDIR
+    work = paths.TARGET / "freeze-onedir"  # removed when done: not an output
     with step("Freezing the init (PyInstaller --onedir)"):
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
@@ -98,8 +100,8 @@ def freeze_onedir() -> None:
 
 def freeze_static() -> None:
     """target/mvirt-one: one static ELF (PyInstaller --onefile, then staticx)."""
-    out = paths.TARGET / "mvirt-one"
-    work = paths.TARGET / "freeze" / "onefile"
+    out = STATIC
+    work = paths.TARGET / "freeze-onefile"
     with step("Freezing the init as one static ELF (PyInstaller --onefile + staticx)"):
         shutil.rmtree(work, ignore_errors=True)
         _pyinstaller("onefile", work / "dist", work / "build")

@@ -1,9 +1,9 @@
 """Host tools the VM tests need that Debian bookworm lacks, and private access to Debian's archive.
 
-vhost-device-vsock (the hybrid-vsock daemon qemu talks to, see ENVIRONMENT.md) exists only in sid.
-Its sid build needs nothing newer than bookworm's glibc, so we fetch the .deb with apt-get against a
-*private* sources list and index directory and unpack it into the cache: sid is never added to the
-system's apt sources and nothing is installed system-wide.
+vhost-device-vsock (the daemon behind qemu's hybrid vsock, which `onectl run` uses) exists only
+in sid. Its sid build needs nothing newer than bookworm's glibc, so we fetch the .deb with apt-get
+against a *private* sources list and index directory and unpack it into the cache: sid is never
+added to the system's apt sources and nothing is installed system-wide.
 
 `PrivateApt` is that private apt, shared with runtime.py (which fetches crun's source package the
 same way). The mirror's address is read from the machine's own apt configuration at run time; it is
@@ -12,16 +12,15 @@ never written into the repository.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from onebuild import paths
+from onebuild.cache import atomic_write, file_lock
 from onebuild.tools import BuildError, output, run, step
 
 # deb822 sources of the machine (Debian 12 writes its mirrors here).
@@ -168,7 +167,7 @@ class PrivateApt:
         (self.root / "sources.list.d").mkdir(parents=True, exist_ok=True)
         text = "".join(line + "\n" for line in self.source_lines)
         if not self.sources_list.is_file() or self.sources_list.read_text() != text:
-            atomic_write_bytes(self.sources_list, text.encode())
+            atomic_write(self.sources_list, text.encode())
 
     def update(self) -> None:
         """Refresh the private index (cheap when nothing changed: apt sends If-Modified-Since).
@@ -176,42 +175,13 @@ class PrivateApt:
         Offline, apt warns and keeps the lists it has, so a cached build still finds its key.
         """
         # apt-get fails at once, not waits, when another update holds the lists' lock.
-        with cache_lock(self.root / ".update.lock"):
+        with file_lock(self.root / ".update.lock"):
             self.prepare()
             run(["apt-get", "-q", *self.options(), "update"])
 
     def apt_get(self, args: Sequence[str], *, cwd: Path, capture: bool = False) -> str:
         proc = run(["apt-get", "-q", *self.options(), *args], cwd=cwd, capture=capture)
         return proc.stdout.decode() if capture else ""
-
-
-# --- small shared helpers -------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write `path` so readers see the old or the new content, never a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def cache_lock(path: Path) -> Iterator[None]:
-    """Serialise builds sharing a cache entry (doit and pytest may run at the same time)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # --- the tools ------------------------------------------------------------------------------------
@@ -241,7 +211,7 @@ def _check_runs(binary: Path) -> None:
 
 def fetch_vhost_device_vsock() -> Path:
     """Download vhost-device-vsock from sid into the tools cache (once) and return the binary."""
-    with cache_lock(_tools_cache() / f".{VSOCK_PACKAGE}.lock"):
+    with file_lock(_tools_cache() / f".{VSOCK_PACKAGE}.lock"):
         cached = _cached_vsock_binary()
         if cached is not None:
             return cached

@@ -1,4 +1,4 @@
-"""The initramfs: skeleton + frozen init + OCI runtime + the libraries they load.
+"""The initramfs: skeleton + frozen init + OCI runtime + CA bundle + host programs + libraries.
 
 The tree is assembled in target/initramfs.root/, checked with pyelftools (every ELF loadable from
 the tree alone), then archived by our own reproducible cpio writer and gzip with a fixed header,
@@ -10,19 +10,34 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import os
 import shutil
 import stat
 from pathlib import Path
 
-from onebuild import cpio, elfdeps, paths, reproducible
+from onebuild import cacerts, cpio, elfdeps, freeze, paths, reproducible, runtime
 from onebuild.tools import BuildError, run, step
 
 SKELETON = paths.ROOT / "initramfs" / "rootfs"
 TREE = paths.TARGET / "initramfs.root"
+CPIO_GZ = paths.TARGET / "initramfs.cpio.gz"
+CPIO_ZST = paths.TARGET / "initramfs.cpio.zst"  # what the UKI carries
+MANIFEST = paths.TARGET / "initramfs.tree.txt"
+OUTPUTS = (TREE, CPIO_GZ, CPIO_ZST, MANIFEST)
+ROOTFS_IMAGE = paths.TARGET / "rootfs.raw"
 INIT_DIR = "usr/lib/mvirt-one"  # the onedir bundle; /init is a symlink to its executable
 BUNDLE_LIBS = (f"{INIT_DIR}/_internal",)
+# The init runs its OCI runtime by this name, whichever runtime was shipped (RUNTIME=path): a link
+# to the binary, which keeps its own name beside it.
+OCI_RUNTIME_LINK = "usr/bin/oci-runtime"
+# Host programs the init runs, copied from Debian (their libraries follow through elfdeps):
+# tree path -> (host path, Debian package). mke2fs formats a blank data disk (`mke2fs -t ext4
+# -L LABEL -F DEVICE`) with Debian's defaults from mke2fs.conf.
+HOST_FILES = {
+    "sbin/mke2fs": (Path("/sbin/mke2fs"), "e2fsprogs"),
+    "etc/mke2fs.conf": (Path("/etc/mke2fs.conf"), "e2fsprogs"),
+}
+HOST_LINKS = {"sbin/mkfs.ext4": "mke2fs"}  # link -> target, as Debian has them
 
 # Mount points and data directories the init expects to exist.
 DIRECTORIES = ("proc", "sys", "dev", "run", "tmp", "root", "usr/bin", "var/lib/mvirt-one",
@@ -44,30 +59,54 @@ def _copy_skeleton(tree: Path) -> None:
     (tree / "tmp").chmod(0o1777)
 
 
-def _install_init(tree: Path) -> None:
-    frozen = paths.TARGET / "init"
-    if not (frozen / "init").exists():
-        raise BuildError("target/init/init is missing: run `doit init` first")
+def _install_init(tree: Path, frozen: Path) -> None:
+    if not (frozen / freeze.NAME).exists():
+        raise BuildError(f"{frozen / freeze.NAME} is missing: run `doit init` first")
     shutil.copytree(frozen, tree / INIT_DIR, symlinks=True)
-    (tree / "init").symlink_to(f"{INIT_DIR}/init")
+    (tree / "init").symlink_to(f"{INIT_DIR}/{freeze.NAME}")
 
 
-def _install_runtime(tree: Path) -> str:
-    info_file = paths.TARGET / "runtime" / "runtime.json"
-    info = json.loads(info_file.read_text())
-    src = info_file.parent / info["name"]
-    dest = tree / info["path_in_initramfs"].lstrip("/")
+def _install_runtime(tree: Path, runtime_dir: Path) -> str:
+    """The runtime at its path_in_initramfs and OCI_RUNTIME_LINK pointing at it."""
+    info = runtime.runtime_info(runtime_dir)
+    dest = tree / str(info["path_in_initramfs"]).lstrip("/")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dest)
+    shutil.copyfile(runtime_dir / str(info["name"]), dest)
     dest.chmod(0o755)
+    link = tree / OCI_RUNTIME_LINK
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(os.path.relpath(dest, link.parent))
     return str(info["path_in_initramfs"])
 
 
-def assemble(tree: Path = TREE) -> None:
+def _install_host_files(tree: Path) -> None:
+    for rel, (host, package) in HOST_FILES.items():
+        if not host.is_file():
+            raise BuildError(f"{host} not found: install it with `apt-get install {package}`")
+        dest = tree / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(host, dest)
+        dest.chmod(host.stat().st_mode & 0o777)
+    for rel, target in HOST_LINKS.items():
+        (tree / rel).symlink_to(target)
+
+
+def assemble(
+    tree: Path = TREE,
+    *,
+    frozen_init: Path = freeze.ONEDIR,
+    runtime_dir: Path = runtime.OUT,
+    extra_ca_certs: str = "",
+) -> None:
+    """The initramfs tree: skeleton, frozen init, OCI runtime, CA bundle, host programs and the
+    host libraries they need, checked loadable from the tree alone."""
     shutil.rmtree(tree, ignore_errors=True)
     _copy_skeleton(tree)
-    _install_init(tree)
-    _install_runtime(tree)
+    _install_init(tree, frozen_init)
+    _install_runtime(tree, runtime_dir)
+    size = cacerts.install(tree, extra_ca_certs)
+    print(f"  CA bundle: {size} bytes" + (f" (with {extra_ca_certs})" if extra_ca_certs else ""))
+    _install_host_files(tree)
     added = elfdeps.add_host_libraries(tree, BUNDLE_LIBS)
     print(f"  host libraries added: {', '.join(sorted(added))}")
     elfdeps.check_loadable(tree, BUNDLE_LIBS)
@@ -105,22 +144,22 @@ def archive(tree: Path, out: Path, *, zstd_out: Path | None = None) -> None:
         os.replace(ztmp, zstd_out)
 
 
-def build() -> None:
+def build(extra_ca_certs: str = "") -> None:
+    """target/initramfs.cpio.{gz,zst} and the tree they hold; EXTRA_CA_CERTS=path adds site CAs."""
     with step("Assembling the initramfs tree"):
-        assemble(TREE)
+        assemble(TREE, extra_ca_certs=extra_ca_certs)
     with step("Archiving target/initramfs.cpio.gz and .zst"):
-        archive(TREE, paths.TARGET / "initramfs.cpio.gz",
-                zstd_out=paths.TARGET / "initramfs.cpio.zst")
-        (paths.TARGET / "initramfs.tree.txt").write_text(_manifest(TREE))
+        archive(TREE, CPIO_GZ, zstd_out=CPIO_ZST)
+        MANIFEST.write_text(_manifest(TREE))
 
 
 def build_rootfs_image() -> None:
     """target/rootfs.raw: ext4 holding the same tree, for hypervisors that boot a disk root."""
-    out = paths.TARGET / "rootfs.raw"
+    out = ROOTFS_IMAGE
     staging = paths.TARGET / "rootfs.staging"
     with step("Building target/rootfs.raw (ext4)"):
         if not (TREE / "init").is_symlink():
-            assemble(TREE)
+            raise BuildError(f"{TREE} is missing: build the initramfs first (`doit initramfs`)")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(TREE, staging, symlinks=True)
         for dev in DEVICES:

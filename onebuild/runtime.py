@@ -30,8 +30,9 @@ from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
 from elftools.elf.segments import InterpSegment
 
-from onebuild import paths
-from onebuild.hosttools import PrivateApt, atomic_write_bytes, bookworm_source_lines, cache_lock
+from onebuild import cache, paths
+from onebuild.cache import atomic_write
+from onebuild.hosttools import PrivateApt, bookworm_source_lines
 from onebuild.tools import BuildError, output, run, step
 
 # Bump when the build recipe below changes in a way that changes the binary: it is part of the key.
@@ -118,21 +119,16 @@ def build_static_crun() -> tuple[Path, str]:
     with step("Looking up crun's source package in Debian"):
         apt.update()
         source = _source_package(apt)
-    inputs = cache_inputs(source)
-    key = cache_key(inputs)
-    cached = paths.cache_dir() / "runtime" / key / "crun"
+    entry = cache_entry(source)
     description = f"debian:{SOURCE_PACKAGE} {source.version} (static, recipe {RECIPE_VERSION})"
-    with cache_lock(paths.cache_dir() / "runtime" / ".lock"):
-        if cached.is_file():
-            print(f"‣ static crun {source.version}: cached ({cached})", file=sys.stderr)
-            return cached, description
-        with step(f"Building a static crun {source.version} (cache miss, key {key[:12]})"):
-            # What went into this entry, for a human wondering why the key changed; written
-            # first, so an entry with a binary always has it.
-            inputs_json = json.dumps(inputs, indent=2, sort_keys=True) + "\n"
-            atomic_write_bytes(cached.with_name("inputs.json"), inputs_json.encode())
-            _build_into(apt, source, cached)
-    return cached, description
+
+    def build_into(dest: Path) -> None:
+        with step(f"Building a static crun {source.version} (cache miss, key {entry.key[:12]})"):
+            _build_into(apt, source, dest / "crun")
+
+    if entry.obtain(build_into):
+        print(f"‣ static crun {source.version}: cached ({entry.path})", file=sys.stderr)
+    return entry.path / "crun", description
 
 
 def static_elf_problems(path: Path) -> list[str]:
@@ -155,23 +151,18 @@ def static_elf_problems(path: Path) -> list[str]:
         return problems
 
 
-def cache_inputs(source: SourcePackage) -> dict[str, Any]:
-    """Everything that shapes the binary: source, static libraries, toolchain, recipe."""
-    return {
+def cache_entry(source: SourcePackage) -> cache.Entry:
+    """The cache entry of a static crun: source, static libraries, toolchain and recipe."""
+    inputs = {
         "dsc_sha256": source.dsc_sha256,
         "static_libs": output(
             ["dpkg-query", "-W", "-f", "${Package}=${Version}\n", *STATIC_LIB_PACKAGES]
         ).splitlines(),
-        "gcc": output(["gcc", "--version"]).splitlines()[0],
-        "ld": output(["ld", "--version"]).splitlines()[0],
+        "toolchain": cache.toolchain(),
         "configure": list(CONFIGURE_ARGS),
         "recipe": RECIPE_VERSION,
     }
-
-
-def cache_key(inputs: dict[str, Any]) -> str:
-    """The cache entry's name: sha256 of its inputs."""
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return cache.Entry("runtime", inputs, ("crun",))
 
 
 # --- the crun build -------------------------------------------------------------------------------
@@ -190,7 +181,7 @@ def _source_package(apt: PrivateApt) -> SourcePackage:
     return SourcePackage(dsc=match[1], version=match[2], dsc_sha256=match[3])
 
 
-def _build_into(apt: PrivateApt, source: SourcePackage, cached: Path) -> None:
+def _build_into(apt: PrivateApt, source: SourcePackage, dest: Path) -> None:
     work = paths.cache_dir() / "runtime" / "work"
     downloads = work / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
@@ -204,9 +195,7 @@ def _build_into(apt: PrivateApt, source: SourcePackage, cached: Path) -> None:
     run(["dpkg-source", "--no-copy", "-x", downloads / source.dsc, tree])
     binary = _compile(tree, work / "lib")
     _check_static_crun(binary, source)
-    stripped = binary.with_name("crun.stripped")
-    run(["objcopy", "--strip-all", binary, stripped])
-    atomic_write_bytes(cached, stripped.read_bytes(), mode=0o755)
+    run(["objcopy", "--strip-all", binary, dest])
     shutil.rmtree(tree)  # kept only when the build failed, to look into
 
 
@@ -288,7 +277,7 @@ def _install(binary: Path, out_dir: Path, *, name: str, source: str, static: boo
     for old in out_dir.iterdir():
         if old.name != name and old.is_file():
             old.unlink()
-    atomic_write_bytes(out_dir / name, data, mode=0o755)
+    atomic_write(out_dir / name, data, mode=0o755)
     info = {
         "name": name,
         "path_in_initramfs": f"{INITRAMFS_BIN_DIR}/{name}",
@@ -296,7 +285,7 @@ def _install(binary: Path, out_dir: Path, *, name: str, source: str, static: boo
         "sha256": hashlib.sha256(data).hexdigest(),
         "static": static,
     }
-    atomic_write_bytes(out_dir / RUNTIME_JSON.name, (json.dumps(info, indent=2) + "\n").encode())
+    atomic_write(out_dir / RUNTIME_JSON.name, (json.dumps(info, indent=2) + "\n").encode())
     print(
         f"‣ runtime: {out_dir / name} ({len(data)} bytes) -> {info['path_in_initramfs']}",
         file=sys.stderr,

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pefile
 
-from onebuild import inspect, paths, reproducible
+from onebuild import initramfs, inspect, paths, reproducible
 from onebuild.tools import BuildError, run, step
 
 STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
 OS_RELEASE = paths.ROOT / "initramfs" / "rootfs" / "etc" / "os-release"
+CMDLINE_SOURCE = paths.ROOT / "cmdline.txt"
+CMDLINE = paths.TARGET / "cmdline"  # as the stub passes it: one line
+OUT = paths.TARGET / "mvirt-one.efi"
 
 
 def _align(value: int, alignment: int) -> int:
@@ -28,23 +31,23 @@ def sections() -> dict[str, Path]:
     """Section name -> the file whose bytes it must hold, in the order they are laid out."""
     return {
         ".osrel": OS_RELEASE,
-        ".cmdline": paths.TARGET / "cmdline",
+        ".cmdline": CMDLINE,
         ".uname": paths.TARGET / "kernel.release",
         # zstd: 1.6 MB smaller than the .gz and as fast to unpack (see initramfs.archive).
-        ".initrd": paths.TARGET / "initramfs.cpio.zst",
+        ".initrd": initramfs.CPIO_ZST,
         ".linux": paths.TARGET / "bzImage",
     }
 
 
 def _write_cmdline() -> None:
     # The stub passes .cmdline verbatim: one line, no trailing newline.
-    text = " ".join((paths.ROOT / "cmdline.txt").read_text().split())
-    (paths.TARGET / "cmdline").write_text(text)
+    text = " ".join(CMDLINE_SOURCE.read_text().split())
+    CMDLINE.write_text(text)
 
 
 def build(stub: Path = STUB, out: Path | None = None) -> None:
     """target/mvirt-one.efi from the build outputs (and target/cmdline from cmdline.txt)."""
-    out = out or paths.TARGET / "mvirt-one.efi"
+    out = out or OUT
     with step(f"Assembling {out}"):
         _write_cmdline()
         assemble(sections(), out, stub=stub)

@@ -14,7 +14,7 @@ from typing import Literal
 
 from onectl.errors import UsageError
 
-API_PORT = 1024  # the guest's vsock port for the API (API.md)
+API_PORT = 1024  # the guest's vsock port for the API
 READY_PORT = 1025  # the host port the guest writes READY\n to
 # sun_path is 108 bytes including the terminating NUL.
 MAX_UNIX_PATH = 107

@@ -7,7 +7,7 @@ through the in-process relay (relay.py says why).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TypeVar
 
@@ -27,7 +27,7 @@ T = TypeVar("T")
 _CHANNEL_OPTIONS = [
     # Never route through an http_proxy from the environment: the init is local or in our VM.
     ("grpc.enable_http_proxy", 0),
-    # The init's API is small, but pulls and logs may send big messages later.
+    # Most answers are small, but a log chunk or a long pod list can be large.
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 ]
 
@@ -67,6 +67,15 @@ class Client:
             deadline += self.settings.connect_timeout  # the wait for the guest comes first
         try:
             return method(request, timeout=deadline)
+        except grpc.RpcError as e:
+            raise self.translate(e) from None
+
+    def stream(self, method: Callable[..., Iterable[T]], request: object, *,
+               timeout: float | None) -> Iterator[T]:
+        """The answers of a server-streaming RPC (`timeout` None: no deadline); gRPC errors
+        become OnectlError as in call()."""
+        try:
+            yield from method(request, timeout=timeout)
         except grpc.RpcError as e:
             raise self.translate(e) from None
 

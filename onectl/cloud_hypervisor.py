@@ -24,6 +24,8 @@ def argv(config: MachineConfig, *, vsock_socket: Path, console_log: Path | None,
             args += ["--cmdline", config.append]
     args += ["--cpus", f"boot={config.cpus}", "--memory", f"size={config.memory_mib}M",
              "--vsock", f"cid={config.cid},socket={vsock_socket}"]
+    if config.data_disk is not None:
+        args += ["--disk", f"path={config.data_disk}"]  # virtio-blk: the guest's /dev/vda
     if config.net != "none":
         # cloud-hypervisor has no user-mode network: the guest gets a tap device the host
         # bridges or routes (qemu's restrict=on has no equivalent either).

@@ -10,6 +10,7 @@ are retried until a deadline; anything else is final.
 from __future__ import annotations
 
 import errno
+import itertools
 import re
 import socket
 import time
@@ -81,15 +82,13 @@ def connect(path: Path, port: int, *, timeout: float) -> socket.socket:
     ConnectError (exit code 3) with the reason otherwise.
     """
     deadline = time.monotonic() + timeout
-    attempts = 0
-    while True:
-        attempts += 1
-        remaining = deadline - time.monotonic()
+    for attempt in itertools.count(1):
         try:
-            return _attempt(path, port, max(remaining, 0.1))
+            return _attempt(path, port, max(deadline - time.monotonic(), 0.1))
         except _NotListening as e:
             if time.monotonic() + _RETRY_PAUSE >= deadline:
                 raise ConnectError(
                     f"nothing listens on vsock port {port} behind {path} ({e}; "
-                    f"{attempts} attempts in {timeout:.1f}s)") from None
-            time.sleep(_RETRY_PAUSE)
+                    f"{attempt} attempts in {timeout:.1f}s)") from None
+        time.sleep(_RETRY_PAUSE)
+    raise AssertionError("itertools.count() does not end")

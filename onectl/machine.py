@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,12 @@ from typing import Literal
 from onectl import tools
 from onectl.address import API_PORT, MAX_UNIX_PATH, READY_PORT, Address
 from onectl.errors import OnectlError
-from onectl.qemu import Vm, VmError, VmSpec
+from onectl.process import wait_until
+from onectl.qemu import Vm, VmSpec
 from onectl.ready import ReadyListener
+from onectl.vsock_daemon import VsockDaemon
 
 Net = Literal["none", "user", "restricted"]
-DAEMON_START_TIMEOUT = 10.0
 
 
 @dataclass
@@ -40,27 +40,31 @@ class MachineConfig:
     append: str | None = None
     memory_mib: int = 128
     cpus: int = 1
-    # Plain user networking by default so qemu's DHCP hands out router and DNS (ENVIRONMENT.md:
-    # restrict=on drops them); tests that need no outside world pass "restricted" or "none".
+    # Plain user networking by default so qemu's DHCP hands out router and DNS (restrict=on
+    # drops both); tests that need no outside world pass "restricted" or "none".
     net: Net = "user"
     guestfwd: list[str] = field(default_factory=list)
     cid: int = 3
     accel: Literal["auto", "tcg", "kvm"] = "auto"
     console: bool = False  # echo the serial console to stdout (it always goes to console.log)
+    data_disk: Path | None = None  # an existing raw image (disk.ensure creates one)
 
     def vm_spec(self, vhost_socket: Path) -> VmSpec:
         return VmSpec(kernel=self.kernel, boot=self.boot, initrd=self.initrd, append=self.append,
                       machine="q35" if self.boot == "uefi" else "microvm",
                       memory_mib=self.memory_mib, cpus=self.cpus, rng=True, network=self.net,
                       guestfwd=list(self.guestfwd), vhost_user_vsock=vhost_socket,
-                      accel=self.accel)
+                      data_disk=self.data_disk, accel=self.accel)
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+@dataclass
+class _Running:
+    """What start() started; `processes` stops all of it, in reverse order, on close."""
+
+    vm: Vm
+    daemon: VsockDaemon
+    ready: ReadyListener
+    processes: contextlib.ExitStack
 
 
 class Machine:
@@ -72,11 +76,8 @@ class Machine:
         self.vhost_socket = self.run_dir / "vhost.sock"
         self.vsock_socket = self.run_dir / "vm.vsock"
         self.ready_socket = self.run_dir / f"vm.vsock_{READY_PORT}"
-        self.daemon_log = self.run_dir / "vhost-device-vsock.log"
-        self.daemon: subprocess.Popen[bytes] | None = None
-        self.vm: Vm | None = None
-        self.ready: ReadyListener | None = None
         self.ready_seconds: float | None = None  # qemu start → READY on the host
+        self._run: _Running | None = None
 
     @property
     def address(self) -> Address:
@@ -86,92 +87,77 @@ class Machine:
     def console_log(self) -> Path:
         return self.run_dir / "console.log"
 
+    @property
+    def vm(self) -> Vm | None:
+        """The qemu of the last start (kept after stop for its console)."""
+        return self._run.vm if self._run else None
+
+    @property
+    def ready(self) -> ReadyListener | None:
+        return self._run.ready if self._run else None
+
     # --- start -----------------------------------------------------------------------------------
 
-    def _check(self) -> None:
-        tools.qemu()
-        if self.config.boot == "uefi":
-            tools.ovmf()
-        for path in (self.config.kernel, self.config.initrd):
-            if path is not None and not path.is_file():
+    def _resolve(self) -> tuple[tools.Host, Path]:
+        """Everything the start needs from the host, checked before anything is started."""
+        host = tools.probe_host(firmware=self.config.boot == "uefi")
+        for path in (self.config.kernel, self.config.initrd, self.config.data_disk):
+            if path is not None and not path.exists():
                 raise OnectlError(f"{path}: no such file")
         if len(str(self.ready_socket).encode()) > MAX_UNIX_PATH:
             raise OnectlError(f"run directory {self.run_dir} is too long for unix socket paths "
                               f"({self.ready_socket} > {MAX_UNIX_PATH} bytes): pick a shorter "
                               "--run-dir")
+        return host, tools.vhost_device_vsock()
 
     def start(self) -> Machine:
-        self._check()
-        try:
-            return self._start()
-        except BaseException:
-            self.stop()  # whatever did start (daemon, listener) must not outlive a failed start
-            raise
-
-    def _start(self) -> Machine:
-        daemon = tools.vhost_device_vsock()
+        host, daemon_binary = self._resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (self.vhost_socket, self.vsock_socket):
-            stale.unlink(missing_ok=True)
-        # Listen before the guest can possibly signal: a READY sent to nobody is lost (reset).
-        self.ready = ReadyListener(self.ready_socket)
-        vm_arg = (f"guest-cid={self.config.cid},socket={self.vhost_socket},"
-                  f"uds-path={self.vsock_socket}")
-        with self.daemon_log.open("wb") as log:
-            self.daemon = subprocess.Popen([str(daemon), "--vm", vm_arg],
-                                           stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                           start_new_session=True)
-        self._wait_daemon()
-        try:
-            self.vm = Vm(self.config.vm_spec(self.vhost_socket), self.run_dir,
-                         echo=self.config.console).start()
-        except VmError as e:
-            raise OnectlError(str(e)) from None
+        # Whatever did start must not outlive a failed start: the stack unwinds it on an error.
+        with contextlib.ExitStack() as stack:
+            # Listen before the guest can possibly signal: a READY sent to nobody is lost (reset).
+            ready = stack.enter_context(ReadyListener(self.ready_socket))
+            daemon = stack.enter_context(VsockDaemon(
+                daemon_binary, cid=self.config.cid, vhost_socket=self.vhost_socket,
+                vsock_socket=self.vsock_socket, log=self.run_dir / "vhost-device-vsock.log"))
+            daemon.wait_listening()
+            vm = stack.enter_context(Vm(self.config.vm_spec(self.vhost_socket), self.run_dir,
+                                        host=host, echo=self.config.console))
+            self._run = _Running(vm, daemon, ready, stack.pop_all())
         return self
 
-    def _wait_daemon(self) -> None:
-        """vhost-device-vsock creates its vhost-user socket when ready for qemu to connect."""
-        assert self.daemon is not None
-        deadline = time.monotonic() + DAEMON_START_TIMEOUT
-        while not self.vhost_socket.exists():
-            if self.daemon.poll() is not None:
-                raise OnectlError(f"vhost-device-vsock exited with {self.daemon.returncode}: "
-                                  f"{_tail(self.daemon_log, 5)}")
-            if time.monotonic() > deadline:
-                raise OnectlError(f"vhost-device-vsock did not create {self.vhost_socket} "
-                                  f"within {DAEMON_START_TIMEOUT:g}s")
-            time.sleep(0.01)
+    def _running(self) -> _Running:
+        if self._run is None:
+            raise OnectlError("the VM has not been started")
+        return self._run
 
     def wait_ready(self, timeout: float) -> float:
         """Seconds from qemu start to the guest's READY on the host; raises when qemu or the
         daemon dies first or `timeout` passes."""
-        assert self.vm is not None and self.vm.proc is not None and self.ready is not None
-        assert self.daemon is not None
-        deadline = time.monotonic() + timeout
-        while not self.ready.wait(0.05):
-            if self.vm.proc.poll() is not None:
-                raise OnectlError(f"qemu exited with {self.vm.proc.returncode} before READY "
+        run = self._running()
+
+        def alive() -> None:
+            if not run.vm.running:
+                raise OnectlError(f"qemu exited with {run.vm.returncode} before READY "
                                   f"(console: {self.console_log})")
-            if self.daemon.poll() is not None:
-                raise OnectlError(f"vhost-device-vsock exited with {self.daemon.returncode} "
-                                  f"before READY: {_tail(self.daemon_log, 5)}")
-            if time.monotonic() > deadline:
-                raise OnectlError(f"no READY from the guest within {timeout:g}s "
-                                  f"(console: {self.console_log})")
-        assert self.ready.at is not None
-        self.ready_seconds = self.ready.at - self.vm.started
+            run.daemon.check(" before READY")
+
+        wait_until(lambda: run.ready.ready, timeout=timeout, alive=alive,
+                   expired=f"no READY from the guest within {timeout:g}s "
+                   f"(console: {self.console_log})")
+        assert run.ready.at is not None  # set before ready is
+        self.ready_seconds = run.ready.at - run.vm.started
         return self.ready_seconds
 
     # --- running and stopping ------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
-        return self.vm is not None and self.vm.proc is not None and self.vm.proc.poll() is None
+        return self._run is not None and self._run.vm.running
 
     def wait_exit(self, timeout: float | None = None) -> int:
         """qemu's exit code (blocks; raises subprocess.TimeoutExpired after `timeout`)."""
-        assert self.vm is not None and self.vm.proc is not None
-        return self.vm.proc.wait(timeout)
+        return self._running().vm.wait(timeout)
 
     def _api_shutdown(self, grace: int) -> bool:
         # Imported here: starting and watching a VM needs no gRPC.
@@ -187,59 +173,47 @@ class Machine:
             self.say(f"Shutdown over the API failed ({e}); pressing the power button")
             return False
 
-    def _powerdown(self) -> bool:
-        assert self.vm is not None
+    def _powerdown(self, vm: Vm) -> bool:
         try:
-            self.vm.qmp("system_powerdown")
+            vm.qmp("system_powerdown")
             return True
-        except (OSError, ValueError, VmError) as e:
+        except (OSError, ValueError, OnectlError) as e:
             self.say(f"QMP system_powerdown failed: {e}")
             return False
 
-    def stop(self, *, grace: int = 10, timeout: float = 60.0) -> int | None:
-        """Stop the VM cleanly if it runs (API Shutdown once READY, else the ACPI power button;
-        each given `timeout` seconds), kill it if that fails; then stop the vsock daemon.
-        Returns qemu's exit code. A second Ctrl-C while waiting kills at once."""
-        code: int | None = None
-        try:
-            if self.running:
-                assert self.vm is not None and self.vm.proc is not None
-                steps: list[tuple[str, Callable[[], bool]]] = []
-                if self.ready is not None and self.ready.ready:
-                    steps.append(("Shutdown via the API", lambda: self._api_shutdown(grace)))
-                steps.append(("ACPI power button (QMP system_powerdown)", self._powerdown))
-                for what, action in steps:
-                    self.say(f"stopping the VM: {what}")
-                    if not action():
-                        continue
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        code = self.vm.proc.wait(timeout)
-                        break
-                if code is None and self.running:
-                    self.say(f"the VM did not power off within {timeout:g}s: killing qemu")
-            elif self.vm is not None and self.vm.proc is not None:
-                code = self.vm.proc.returncode
-        except KeyboardInterrupt:
-            self.say("interrupted again: killing qemu")
-        finally:
-            if self.vm is not None:
-                self.vm.kill()
-                if code is None and self.vm.proc is not None:
-                    code = self.vm.proc.returncode
-            self._stop_daemon()
-            if self.ready is not None:
-                self.ready.close()
-        return code
+    def _shut_down(self, run: _Running, grace: int, timeout: float) -> None:
+        """Ask the guest to power off: the API's Shutdown once READY, else the ACPI power
+        button; each step gets `timeout` seconds."""
+        steps: list[tuple[str, Callable[[], bool]]] = []
+        if run.ready.ready:
+            steps.append(("Shutdown via the API", lambda: self._api_shutdown(grace)))
+        steps.append(("ACPI power button (QMP system_powerdown)",
+                      lambda: self._powerdown(run.vm)))
+        for what, action in steps:
+            self.say(f"stopping the VM: {what}")
+            if action():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    run.vm.wait(timeout)
+                    return
+        self.say(f"the VM did not power off within {timeout:g}s: killing qemu")
+        return None
 
-    def _stop_daemon(self) -> None:
-        if self.daemon is None or self.daemon.poll() is not None:
-            return
-        self.daemon.terminate()
+    def stop(self, *, grace: int = 10, timeout: float = 60.0) -> int | None:
+        """Stop the VM cleanly if it runs, kill it if that fails; then stop the vsock daemon and
+        the ready listener. Returns qemu's exit code (None if it never started). Stopping again
+        is a no-op. A second Ctrl-C while waiting kills at once."""
+        run = self._run
+        if run is None:
+            return None
         try:
-            self.daemon.wait(5)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            self.daemon.wait()
+            # Closing the stack kills qemu if it still runs, stops the daemon and closes the
+            # listener, however the shutdown ends.
+            with run.processes:
+                if run.vm.running:
+                    self._shut_down(run, grace, timeout)
+        except KeyboardInterrupt:
+            self.say("interrupted again: qemu was killed")
+        return run.vm.returncode
 
     def __enter__(self) -> Machine:
         return self.start()

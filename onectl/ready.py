@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from types import TracebackType
 
 
 class ReadyListener:
@@ -59,3 +60,10 @@ class ReadyListener:
         self._sock.close()
         self._thread.join(timeout=5)
         self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> ReadyListener:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

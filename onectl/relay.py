@@ -3,7 +3,7 @@
 Why a relay rather than grpclib with a custom connection: grpcio cannot dial hybrid vsock (it needs
 a CONNECT handshake on a unix socket before HTTP/2 starts), but it dials unix sockets. A relay keeps
 one client library (grpcio, whose blocking API suits a CLI and whose streaming calls the exec and
-logs commands will need) for every transport, relies on no private grpclib internals, and the same
+logs commands use) for every transport, relies on no private grpclib internals, and the same
 relay serves any other grpcio user - the wire-compatibility test's plain grpcio stub goes through it
 too.
 

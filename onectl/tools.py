@@ -1,20 +1,25 @@
-"""The host tools `onectl run` needs, found in one place, with what to install when one is missing.
+"""The host `onectl run` boots on, resolved in one place: qemu, the UEFI firmware, the vsock
+daemon, whether real KVM works and the TSC frequency, each with what to install when it is missing.
 
-onectl does not import the build package: vhost-device-vsock is looked for where `doit hosttools`
-(onebuild/hosttools.py) unpacks it, but fetching it is the build's job, not the client's.
+`qemu()` and `ovmf()` are the one look-up of qemu and OVMF for everything that boots a VM (the
+VM tests and the boot benchmark included). onectl does not import the build package:
+vhost-device-vsock is looked for where `doit hosttools` (onebuild/hosttools.py) unpacks it, but
+fetching it is the build's job, not the client's.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from onectl.errors import OnectlError
 
+QEMU = "qemu-system-x86_64"
+OVMF = Path("/usr/share/ovmf/OVMF.fd")
 VSOCK_DAEMON = "vhost-device-vsock"
 VSOCK_DAEMON_ENV = "ONECTL_VHOST_DEVICE_VSOCK"  # an explicit binary, tried first
-OVMF = Path("/usr/share/ovmf/OVMF.fd")
 
 
 def _cache_dir() -> Path:
@@ -24,10 +29,10 @@ def _cache_dir() -> Path:
 
 
 def qemu() -> Path:
-    found = shutil.which("qemu-system-x86_64")
+    found = shutil.which(QEMU)
     if found is None:
-        raise OnectlError("qemu-system-x86_64 not found: install the Debian package "
-                          "qemu-system-x86 (`make bootstrap` installs it)")
+        raise OnectlError(f"{QEMU} not found: install the Debian package qemu-system-x86 "
+                          "(`make bootstrap` installs it)")
     return Path(found)
 
 
@@ -55,3 +60,43 @@ def vhost_device_vsock() -> Path:
                       f"{_cache_dir() / 'tools'}): run `doit hosttools`, which fetches the "
                       f"Debian package {VSOCK_DAEMON} from sid, or install it from Debian "
                       "trixie/sid")
+
+
+def kvm_usable() -> bool:
+    """Real KVM only: /dev/kvm exists on hosts where it is an emulation (kvm_pvm) that cannot run
+    a guest at useful speed, so require the hardware modules to be loaded."""
+    if not os.path.exists("/dev/kvm"):
+        return False
+    try:
+        modules = Path("/proc/modules").read_text()
+    except OSError:
+        return False
+    return any(line.startswith(("kvm_intel ", "kvm_amd ")) for line in modules.splitlines())
+
+
+def tsc_khz() -> int | None:
+    """The host's TSC frequency in kHz, from /proc/cpuinfo (None if it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return int(float(line.split(":", 1)[1]) * 1000)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class Host:
+    """What a qemu command line depends on besides the VM's own spec."""
+
+    qemu: Path
+    ovmf: Path | None  # None: not looked for (a direct boot needs no firmware)
+    kvm: bool  # real KVM works
+    tsc_khz: int | None
+
+
+def probe_host(*, firmware: bool) -> Host:
+    """Look the host up once; raises OnectlError naming the package when qemu (or, with
+    `firmware`, OVMF) is missing."""
+    return Host(qemu=qemu(), ovmf=ovmf() if firmware else None, kvm=kvm_usable(),
+                tsc_khz=tsc_khz())

@@ -14,6 +14,10 @@ def _kib(path: str, key: str) -> int | None:
     return None
 
 
+def available_kib() -> int | None:
+    return _kib("/proc/meminfo", "MemAvailable")
+
+
 def summary() -> str:
     rss = _kib("/proc/self/status", "VmRSS")
     available = _kib("/proc/meminfo", "MemAvailable")

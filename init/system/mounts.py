@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from init.system import libc
 
@@ -83,3 +84,22 @@ def unmount_all() -> None:
             except OSError as e:
                 LOG.debug("cannot unmount %s: %s", target, e)
 
+
+def fs_type(path: Path, mounts: str = "/proc/self/mounts") -> str:
+    """The type of the filesystem `path` is on (the longest mount point that contains it)."""
+    best, kind = "", ""
+    try:
+        with open(mounts) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    target = str(path.resolve())
+    for line in lines:
+        words = line.split()
+        if len(words) < 3:
+            continue
+        point = words[1]
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, words[2]
+    return kind

@@ -2,7 +2,7 @@
 
 Each module has `register(subparsers, common)`: it adds its parser (with `common` as a parent, for
 the options every data-printing command shares) and sets `handler` to a function
-`(args) -> int` returning the exit code. Later issues add pods, logs, exec, pull, images here.
+`(args) -> int` returning the exit code.
 """
 
 from __future__ import annotations

@@ -1,12 +1,17 @@
-"""What the API commands share: the connection settings from the global options."""
+"""What the API commands share: registering a command, the connection settings from the global
+options, one unary call, and printing its answer as JSON or text."""
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import Message
 
 from onectl import address
 from onectl.errors import UsageError
+from onectl.output import message_dict, print_json
 from onectl.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,8 +31,31 @@ def client(args: argparse.Namespace) -> Client:
                            connect_timeout=args.connect_timeout))
 
 
+def add_command(sub: Any, common: argparse.ArgumentParser, name: str,
+                handler: Callable[[argparse.Namespace], int], *, help: str,
+                description: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help,
+                                                     description=description)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def unary(args: argparse.Namespace, rpc: str, request: Message) -> Any:
+    """Call the unary RPC named `rpc` (e.g. "Health") and return its answer."""
+    with client(args) as c:
+        return c.call(getattr(c.stub, rpc), request)
+
+
 def wants_json(args: argparse.Namespace) -> bool:
     return bool(args.output == "json")
+
+
+def show(args: argparse.Namespace, reply: Message, text: Callable[[], None]) -> None:
+    """`-o json`: the whole answer as JSON; otherwise `text()` prints it for people."""
+    if wants_json(args):
+        print_json(message_dict(reply))
+    else:
+        text()
 
 
 def non_negative_int(text: str) -> int:

@@ -5,24 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from onectl.commands._common import client, wants_json
-from onectl.output import message_dict, print_json, print_table
+from onectl.commands._common import add_command, show, unary
+from onectl.output import print_table
 from oneproto import one_pb2
 
 HEADER = ("REFERENCE", "DIGEST", "SIZE", "CREATED")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("images", parents=[common], help="list the pulled images",
-                            description="Call ListImages: every image in the init's store with "
-                            "its references, digest, size of its layers and creation time.")
-    parser.set_defaults(handler=handle)
-    rmi = sub.add_parser("rmi", parents=[common], help="remove an image reference or image",
-                         description="Call RemoveImage. A reference is removed; the image goes "
-                         "with its last reference, or at once when named by digest. Refused "
-                         "while a container uses it.")
+    add_command(sub, common, "images", handle, help="list the pulled images",
+                description="Call ListImages: every image in the init's store with its "
+                "references, digest, size of its layers and creation time.")
+    rmi = add_command(sub, common, "rmi", handle_rmi, help="remove an image reference or image",
+                      description="Call RemoveImage. A reference is removed; the image goes "
+                      "with its last reference, or at once when named by digest. Refused while "
+                      "a container uses it.")
     rmi.add_argument("reference", metavar="REF|DIGEST")
-    rmi.set_defaults(handler=handle_rmi)
 
 
 def _size(n: int) -> str:
@@ -39,21 +37,17 @@ def rows(reply: one_pb2.ListImagesResponse) -> list[list[str]]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    with client(args) as c:
-        reply = c.call(c.stub.ListImages, one_pb2.Empty())
-    if wants_json(args):
-        print_json(message_dict(reply))
-    else:
-        print_table(HEADER, rows(reply))
+    reply = unary(args, "ListImages", one_pb2.Empty())
+    show(args, reply, lambda: print_table(HEADER, rows(reply)))
     return 0
 
 
 def handle_rmi(args: argparse.Namespace) -> int:
-    with client(args) as c:
-        reply = c.call(c.stub.RemoveImage, one_pb2.RemoveImageRequest(reference=args.reference))
-    if wants_json(args):
-        print_json(message_dict(reply))
-    else:
+    reply = unary(args, "RemoveImage", one_pb2.RemoveImageRequest(reference=args.reference))
+
+    def text() -> None:
         for item in reply.removed:
             print(f"removed {item}")
+
+    show(args, reply, text)
     return 0

@@ -6,18 +6,17 @@ import argparse
 import ipaddress
 from typing import Any
 
-from onectl.commands._common import client, wants_json
-from onectl.output import message_dict, print_json, print_table
+from onectl.commands._common import add_command, show, unary
+from onectl.output import print_table
 from oneproto import one_pb2
 
 HEADER = ("NAME", "MAC", "IPV4", "GATEWAY", "IPV6", "GATEWAY6", "DNS")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("netinfo", parents=[common], help="list the guest's interfaces",
-                            description="Call GetNetworkInfo: every interface with its MAC, "
-                            "addresses, gateways and DNS servers.")
-    parser.set_defaults(handler=handle)
+    add_command(sub, common, "netinfo", handle, help="list the guest's interfaces",
+                description="Call GetNetworkInfo: every interface with its MAC, addresses, "
+                "gateways and DNS servers.")
 
 
 def _ipv4(iface: one_pb2.InterfaceInfo) -> str:
@@ -40,10 +39,6 @@ def rows(info: one_pb2.NetworkInfo) -> list[list[str]]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    with client(args) as c:
-        reply = c.call(c.stub.GetNetworkInfo, one_pb2.Empty())
-    if wants_json(args):
-        print_json(message_dict(reply))
-    else:
-        print_table(HEADER, rows(reply))
+    reply = unary(args, "GetNetworkInfo", one_pb2.Empty())
+    show(args, reply, lambda: print_table(HEADER, rows(reply)))
     return 0

@@ -1,19 +1,17 @@
 """`onectl pod create|start|stop|rm|get` and `onectl pods`: the pod lifecycle RPCs.
 
-A pod file is JSON (or YAML when PyYAML is installed) shaped like CreatePodRequest:
-`{"id": "web", "name": "web", "containers": [{"id": "app", "image": "...", "command": [...],
-"args": [...], "env": ["K=V"] or {"K": "V"}, "working_dir": "/"}]}`.
+A pod file (podfile.py) is JSON or YAML, shaped like CreatePodRequest or a Kubernetes v1 Pod.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from onectl import podfile
 from onectl.commands._common import client, non_negative_int, wants_json
-from onectl.errors import OnectlError
 from onectl.output import message_dict, print_json, print_table
 from oneproto import one_pb2
 
@@ -28,7 +26,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                               description="Call CreatePod (pulls the images, creates the "
                               "containers; they stay CREATED until start).")
     create.add_argument("-f", "--file", required=True, type=Path,
-                        help="pod file (JSON, or YAML with PyYAML installed); - for stdin")
+                        help="pod file, JSON or YAML: the CreatePodRequest shape or a "
+                        "Kubernetes v1 Pod; - for stdin")
     create.add_argument("--start", action="store_true", help="start the pod once created")
     create.set_defaults(handler=handle_create)
     for name, helptext, handler in (("start", "start a CREATED pod", handle_start),
@@ -50,37 +49,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     pods.set_defaults(handler=handle_list)
 
 
-def _load(path: Path) -> dict[str, Any]:
-    import sys
-
-    text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        try:
-            import yaml
-        except ImportError:
-            raise OnectlError(f"{path}: not JSON, and PyYAML is not installed to read YAML"
-                              ) from None
-        doc = yaml.safe_load(text)
-    if not isinstance(doc, dict):
-        raise OnectlError(f"{path}: a pod file is a mapping with id and containers")
-    return doc
-
-
-def request_of(doc: dict[str, Any]) -> one_pb2.CreatePodRequest:
-    containers = []
-    for c in doc.get("containers") or []:
-        env = c.get("env") or []
-        if isinstance(env, dict):
-            env = [f"{k}={v}" for k, v in env.items()]
-        containers.append(one_pb2.ContainerSpec(
-            id=str(c.get("id", "")), name=str(c.get("name", "")), image=str(c.get("image", "")),
-            command=[str(a) for a in c.get("command") or []],
-            args=[str(a) for a in c.get("args") or []], env=[str(e) for e in env],
-            working_dir=str(c.get("working_dir") or c.get("workingDir") or "")))
-    return one_pb2.CreatePodRequest(id=str(doc.get("id", "")), name=str(doc.get("name", "")),
-                                    containers=containers)
+def _warn(message: str) -> None:
+    print(f"onectl: warning: {message}", file=sys.stderr, flush=True)
 
 
 def rows(pods: list[one_pb2.Pod]) -> list[list[str]]:
@@ -108,7 +78,7 @@ def _done(args: argparse.Namespace, pod: one_pb2.Pod) -> int:
 
 
 def handle_create(args: argparse.Namespace) -> int:
-    request = request_of(_load(args.file))
+    request = podfile.load(args.file, _warn, sys.stdin.read)
     with client(args) as c:
         pod = c.call(c.stub.CreatePod, request, timeout=max(args.rpc_timeout, 600.0))
         if args.start and pod.state == one_pb2.POD_STATE_CREATED:

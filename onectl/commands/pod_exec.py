@@ -17,22 +17,21 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from onectl.commands._common import client
+from onectl.commands._common import add_command, client
 from onectl.errors import UsageError
 from oneproto import one_pb2
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("exec", parents=[common], help="run a command in a container",
-                            description="Call Exec: run CMD in a running container, with its "
-                            "stdout and stderr here; -i sends stdin, -t gives it a terminal.")
+    parser = add_command(sub, common, "exec", handle, help="run a command in a container",
+                         description="Call Exec: run CMD in a running container, with its "
+                         "stdout and stderr here; -i sends stdin, -t gives it a terminal.")
     parser.add_argument("-i", "--interactive", action="store_true", help="send stdin")
     parser.add_argument("-t", "--tty", action="store_true", help="allocate a terminal")
     parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("pod", metavar="POD")
     parser.add_argument("container", metavar="CONTAINER")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
-    parser.set_defaults(handler=handle)
 
 
 @contextlib.contextmanager
@@ -83,21 +82,16 @@ def handle(args: argparse.Namespace) -> int:
     else:
         inputs.put(None)
     code = 0
-    import grpc  # not at import: parsing and `run` must not load grpcio
-
     with client(args) as c, raw_terminal(sys.stdin.fileno()) if args.tty else \
             contextlib.nullcontext():
-        try:
-            for m in c.stub.Exec(requests()):
-                kind = m.WhichOneof("output")
-                if kind == "stdout":
-                    sys.stdout.buffer.write(m.stdout)
-                    sys.stdout.flush()
-                elif kind == "stderr":
-                    sys.stderr.buffer.write(m.stderr)
-                    sys.stderr.flush()
-                else:
-                    code = m.exit_code
-        except grpc.RpcError as e:
-            raise c.translate(e) from None
+        for m in c.stream(c.stub.Exec, requests(), timeout=None):
+            kind = m.WhichOneof("output")
+            if kind == "stdout":
+                sys.stdout.buffer.write(m.stdout)
+                sys.stdout.flush()
+            elif kind == "stderr":
+                sys.stderr.buffer.write(m.stderr)
+                sys.stderr.flush()
+            else:
+                code = m.exit_code
     return code

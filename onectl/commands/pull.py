@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, ClassVar, TextIO
 
-from onectl.commands._common import client, positive_float, wants_json
+from onectl.commands._common import add_command, client, positive_float, wants_json
 from onectl.output import message_dict, print_fields, print_json
 from oneproto import one_pb2
 
@@ -17,8 +17,8 @@ PASSWORD_ENV = "ONECTL_REGISTRY_PASSWORD"
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser(
-        "pull", parents=[common], help="pull an image into the init's store",
+    parser = add_command(
+        sub, common, "pull", handle, help="pull an image into the init's store",
         description="Call PullImage: the init pulls REF from its registry (HTTPS; plain HTTP "
         "for loopback and insecure registries), verifies and unpacks it. A second pull of the "
         "same image transfers nothing.")
@@ -32,7 +32,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         metavar="SECONDS",
                         help=f"deadline of the whole pull (default {DEFAULT_PULL_TIMEOUT:g})")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress, only the result")
-    parser.set_defaults(handler=handle)
 
 
 def _mib(n: int) -> str:
@@ -89,19 +88,14 @@ def _request(args: argparse.Namespace) -> one_pb2.PullImageRequest:
 
 
 def handle(args: argparse.Namespace) -> int:
-    import grpc
-
     view = None if args.quiet or wants_json(args) else ProgressView(sys.stderr)
     final: one_pb2.PullImageProgress | None = None
     with client(args) as c:
-        try:
-            for progress in c.stub.PullImage(_request(args), timeout=args.timeout):
-                if view is not None:
-                    view.show(progress)
-                if progress.status == "done":
-                    final = progress
-        except grpc.RpcError as e:
-            raise c.translate(e) from None
+        for progress in c.stream(c.stub.PullImage, _request(args), timeout=args.timeout):
+            if view is not None:
+                view.show(progress)
+            if progress.status == "done":
+                final = progress
     if final is None:
         from onectl.errors import Exit, OnectlError
 

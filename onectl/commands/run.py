@@ -14,8 +14,8 @@ import types
 from pathlib import Path
 from typing import Any
 
-from onectl import cloud_hypervisor
-from onectl.commands._common import non_negative_int, positive_float, wants_json
+from onectl import cloud_hypervisor, disk
+from onectl.commands._common import add_command, non_negative_int, positive_float, wants_json
 from onectl.errors import Exit, OnectlError, UsageError
 from onectl.machine import Machine, MachineConfig
 from onectl.output import print_fields
@@ -25,8 +25,8 @@ READY_TIMEOUT = 240.0
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "run", parents=[common], help="boot a UKI in qemu and serve its API on hybrid vsock",
+    p = add_command(
+        sub, common, "run", handle, help="boot a UKI in qemu and serve its API on hybrid vsock",
         description="Boot UKI (q35 + OVMF) or --kernel BZIMAGE (microvm, direct boot) in qemu "
         "(TCG unless real KVM works) with vsock through vhost-device-vsock; wait for the "
         "guest's READY, print the API address, and run until the VM powers off. Ctrl-C or "
@@ -42,6 +42,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--net", choices=("none", "user", "restricted"), default="user",
                    help="qemu user networking: user (DHCP with router and DNS, default), "
                    "restricted (restrict=on: no traffic leaves the host), none")
+    p.add_argument("--data-disk", type=disk.parse, metavar="PATH[:SIZE]",
+                   help="attach a raw image as the guest's /dev/vda (virtio-blk) for images and "
+                   "pods that outlive the VM; a missing one is created sparse and blank (SIZE "
+                   f"like 2G or 512M, default {disk.human(disk.DEFAULT_SIZE)}; the guest formats "
+                   "it), also with --print-cloud-hypervisor; an existing one is never resized")
     p.add_argument("--cid", type=non_negative_int, default=3, help="guest vsock CID (default 3)")
     p.add_argument("--accel", choices=("auto", "tcg", "kvm"), default="auto",
                    help="auto: KVM only where kvm_intel/kvm_amd are loaded, else TCG")
@@ -58,7 +63,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="print the equivalent cloud-hypervisor command line and exit")
     p.add_argument("--tap", default="tap0",
                    help="tap device named in the printed cloud-hypervisor --net (default tap0)")
-    p.set_defaults(handler=handle)
 
 
 def config_from(args: argparse.Namespace) -> MachineConfig:
@@ -74,7 +78,8 @@ def config_from(args: argparse.Namespace) -> MachineConfig:
     return MachineConfig(kernel=kernel.absolute(), boot="uefi" if args.uki else "direct",
                          initrd=args.initrd.absolute() if args.initrd else None,
                          append=args.append, memory_mib=args.memory, cpus=args.cpus,
-                         net=args.net, cid=args.cid, accel=args.accel, console=args.console)
+                         net=args.net, cid=args.cid, accel=args.accel, console=args.console,
+                         data_disk=args.data_disk.path if args.data_disk else None)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -91,6 +96,10 @@ def _say(text: str) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     config = config_from(args)
+    if args.data_disk and disk.ensure(args.data_disk):
+        _say(f"created data disk {args.data_disk.path} "
+             f"({disk.human(args.data_disk.size or disk.DEFAULT_SIZE)}, sparse and blank: the "
+             "guest formats it)")
     if args.print_cloud_hypervisor:
         run_dir = (args.run_dir or Path(tempfile.gettempdir()) / "onectl-run").absolute()
         print(cloud_hypervisor.command_line(

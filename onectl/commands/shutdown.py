@@ -5,19 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from onectl.commands._common import client, non_negative_int, wants_json
+from onectl.commands._common import add_command, client, non_negative_int, wants_json
 from onectl.output import print_json
 from oneproto import one_pb2
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("shutdown", parents=[common], help="shut the guest down",
-                            description="Call Shutdown. The init answers, then stops the "
-                            "containers (SIGTERM, SIGKILL after the grace period) and powers off.")
+    parser = add_command(sub, common, "shutdown", handle, help="shut the guest down",
+                         description="Call Shutdown. The init answers, then stops the "
+                         "containers (SIGTERM, SIGKILL after the grace period) and powers off.")
     parser.add_argument("--timeout", dest="grace", type=non_negative_int, default=0,
                         metavar="SECONDS", help="grace period for containers before SIGKILL "
                         "(0: the init's default, 10)")
-    parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from onebuild import paths, runtime
+from onebuild import cache, paths, runtime
 from onebuild.tools import BuildError
 
 BUSYBOX = Path("/bin/busybox")  # from busybox-static: one static binary is a whole rootfs
@@ -81,7 +81,7 @@ def test_second_build_is_a_cache_hit() -> None:
     assert again.is_relative_to(paths.cache_dir() / "runtime")
     assert elapsed < 20, f"a cache hit took {elapsed:.1f}s"
     inputs = json.loads(again.with_name("inputs.json").read_text())
-    assert again.parent.name == runtime.cache_key(inputs)
+    assert again.parent.name == cache.key(inputs)
     assert inputs["recipe"] == runtime.RECIPE_VERSION
 
 
@@ -148,7 +148,7 @@ def test_static_crun_runs_a_container(tmp_path: Path, built: Path) -> None:
     bundle = tmp_path / "bundle"
     _bundle(crun, bundle)
     # This host has hybrid cgroups, which crun rejects; a private mount namespace with cgroup2 at
-    # /sys/fs/cgroup and no cgroup manager is what works here (ENVIRONMENT.md). The guest kernel
+    # /sys/fs/cgroup and no cgroup manager is what works on such a host. The guest kernel
     # has pure cgroup2 and does not need this.
     command = (
         "mount -t cgroup2 cgroup2 /sys/fs/cgroup && "

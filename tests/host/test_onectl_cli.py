@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from grpclib.const import Status
 
+from onectl import tools
+from onectl.errors import OnectlError
 from tests.unit.test_onectl_fakes import FakeHybridVsock, FakeInit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,12 +226,13 @@ def test_run_names_the_package_when_qemu_is_missing(tmp_path: Path) -> None:
 
 
 def test_run_names_the_doit_task_when_vhost_device_vsock_is_missing(tmp_path: Path) -> None:
-    qemu = shutil.which("qemu-system-x86_64")
-    if qemu is None:
+    try:
+        qemu = tools.qemu()
+    except OnectlError:
         pytest.skip("needs qemu-system-x86_64 to get past the qemu check")
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "qemu-system-x86_64").symlink_to(qemu)
+    (bindir / qemu.name).symlink_to(qemu)
     uki = tmp_path / "fake.efi"
     uki.write_bytes(b"MZ")
     r = onectl("run", str(uki), "--run-dir", str(tmp_path / "run"),

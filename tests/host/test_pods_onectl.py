@@ -1,5 +1,6 @@
-"""`onectl pod create/start/get/stop/rm`, `pods`, `logs`, `exec` (with -it on a real pty) against
-the init in local mode with runc (tests/host/test_pods_local.py covers the runtimes)."""
+"""`onectl pod create/start/get/stop/rm`, `pods`, `logs`, `exec` (with -it on a real pty) and YAML
+pod files against the init in local mode with runc (tests/host/test_pods_local.py covers the
+runtimes)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,49 @@ def test_pod_commands(address: str, image_registry: Registry, busybox_image: Pus
     assert onectl(address, "pod", "rm", "demo").returncode == 0
     missing = onectl(address, "pod", "get", "demo")
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+
+KUBE_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+  - name: app
+    image: {image}
+    command: [sh, -c]
+    args: ["echo $GREETING from $(pwd); exec busybox sleep 600"]
+    env:
+    - name: GREETING
+      value: hi
+    workingDir: /tmp
+    ports:
+    - containerPort: 8080
+"""
+
+
+def test_pod_from_a_kubernetes_yaml_file(address: str, image_registry: Registry,
+                                         busybox_image: Pushed, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n spec: {}\n")
+    refused = onectl(address, "pod", "create", "-f", str(bad))
+    assert refused.returncode == 4
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert f"onectl: {bad}: line 5, column 2: " in refused.stderr
+    assert json.loads(onectl(address, "pods", "-o", "json").stdout) == []  # nothing created
+
+    podfile = tmp_path / "pod.yaml"
+    podfile.write_text(KUBE_POD.format(image=f"{image_registry.address}/{busybox_image.name}"))
+    created = onectl(address, "pod", "create", "-f", str(podfile), "--start", "-o", "json")
+    assert created.returncode == 0, created.stderr
+    assert created.stderr == (f"onectl: warning: {podfile}: ignored (mvirt-one does not use "
+                              "them): spec.containers[0].ports\n")
+    pod = json.loads(created.stdout)
+    assert (pod["id"], pod["state"]) == ("web", "POD_STATE_RUNNING"), pod
+    assert [c["id"] for c in pod["containers"]] == ["app"]
+    deadline = time.monotonic() + 20
+    while (out := onectl(address, "logs", "web").stdout) != "hi from /tmp\n":
+        assert time.monotonic() < deadline, out
+        time.sleep(0.2)
+    assert onectl(address, "pod", "rm", "-f", "web").returncode == 0

@@ -61,3 +61,10 @@ def test_every_known_key_and_flag_is_parsed_once() -> None:
     assert set(config.KNOWN_KEYS) == set(keys)
     local = config.from_args(config.local_parser().parse_args(["--data-dir", "/tmp/x"]))
     assert local.hooks_dir == Path("/tmp/x/boot.d") and local.registry_auth is None
+
+
+def test_the_vm_default_runtime_is_the_one_the_image_ships() -> None:
+    from onebuild import initramfs
+
+    assert config.default("runtime") == Path("/" + initramfs.OCI_RUNTIME_LINK)
+    assert config.default("runtime", "local") == Path("/usr/bin/crun")

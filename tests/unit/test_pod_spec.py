@@ -96,7 +96,7 @@ def test_initramfs_detection(tmp_path: Path) -> None:
 
 
 def test_fs_type_takes_the_longest_mount_point(tmp_path: Path) -> None:
-    from init.services.pod.rootfs import fs_type
+    from init.system.mounts import fs_type
 
     m = tmp_path / "mounts"
     m.write_text("rootfs / rootfs rw 0 0\ntmpfs /var/lib/x tmpfs rw 0 0\n")

@@ -7,9 +7,11 @@ after the rootfs (it is what makes the image "complete"); references are recorde
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from init.services.image import imageconfig
 from init.services.image import manifest as mf
 from init.services.image.auth import Credential
 from init.services.image.connections import Cancel
-from init.services.image.errors import DigestMismatch, UnsupportedImage
+from init.services.image.errors import DigestMismatch, NoSpace, UnsupportedImage
 from init.services.image.reference import Reference
 from init.services.image.registry import RegistryClient
 from init.services.image.store import Store
@@ -51,6 +53,10 @@ def record_ref(store: Store, ref: Reference, image: str, index_digest: str | Non
     store.update_refs(add)
 
 
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
 class Puller:
     def __init__(self, store: Store, ref: Reference, *, insecure: Collection[str],
                  credential: Credential | None, progress: ProgressFn,
@@ -60,6 +66,7 @@ class Puller:
         self.progress = progress
         self.client = RegistryClient(ref, insecure=insecure, credential=credential,
                                      ca_files=ca_files, cancel=cancel)
+        self._stored: set[str] = set()  # blobs this pull added: removed if it runs out of space
 
     def run(self) -> str:
         """Pull the image; returns its digest (of the platform manifest)."""
@@ -83,14 +90,40 @@ class Puller:
                     raise UnsupportedImage(f"{ref}: index entry {digest} is not a manifest")
             manifest = mf.parse_manifest(body, media_type, str(ref))
             if not self.store.is_complete(digest):
-                config = self._config(manifest)
-                for layer in manifest.layers:
-                    self._layer(layer, digest)
-                self._unpack(digest, manifest, config)
+                with self._room(manifest):
+                    config = self._config(manifest)
+                    for layer in manifest.layers:
+                        self._layer(layer, digest)
+                    self._unpack(digest, manifest, config)
         finally:
             self.client.close()
         record_ref(self.store, ref, digest, index_digest)
         return self._done(digest)
+
+    @contextlib.contextmanager
+    def _room(self, manifest: mf.Manifest) -> Iterator[None]:
+        """Check the room the image needs before anything is fetched; if the space runs out
+        all the same (layers unpack to more than their compressed size, others write too),
+        remove what this pull stored and fail with NoSpace."""
+        store = self.store
+        download = sum(la.size for la in manifest.layers if not store.has_blob(la.digest, la.size))
+        # The unpacked layers are at least as large as the compressed ones: a lower bound.
+        needed = download + sum(la.size for la in manifest.layers)
+        free = store.free_bytes()
+        if needed > free:
+            store.remove_unreferenced(self._stored)
+            raise NoSpace(f"{self.ref}: not enough space in {store.root}: the image needs at "
+                          f"least {_mib(needed)} ({_mib(download)} to download, "
+                          f"{_mib(needed - download)} unpacked), {_mib(free)} free")
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            store.remove_unreferenced(self._stored)
+            raise NoSpace(f"{self.ref}: ran out of space in {store.root} (the image needs more "
+                          f"than the {_mib(free)} that were free; at least {_mib(needed)} "
+                          "was estimated); what this pull stored was removed") from None
 
     def _done(self, image: str) -> str:
         self.progress(Progress("done", image=image))
@@ -109,15 +142,17 @@ class Puller:
             raise DigestMismatch(f"{self.ref}: manifest {reference} does not match its digest "
                                  f"{digest} (got {actual})")
         media_type = mf.media_type_of(body, content_type, f"{self.ref} manifest")
-        self.store.put_bytes(actual, body)
+        if self.store.put_bytes(actual, body):
+            self._stored.add(actual)
         return body, media_type, actual
 
     def _config(self, manifest: mf.Manifest) -> imageconfig.ImageConfig:
         desc = manifest.config
         if desc.size > mf.MAX_CONFIG:
             raise UnsupportedImage(f"{self.ref}: image config of {desc.size} bytes is too large")
-        self.store.ingest(desc.digest, desc.size,
-                          lambda f: self.client.fetch_blob(desc.digest, desc.size, f))
+        if self.store.ingest(desc.digest, desc.size,
+                             lambda f: self.client.fetch_blob(desc.digest, desc.size, f)):
+            self._stored.add(desc.digest)
         config = imageconfig.parse(self.store.read_blob(desc.digest, mf.MAX_CONFIG), str(self.ref))
         if len(config.diff_ids) != len(manifest.layers):
             raise UnsupportedImage(f"{self.ref}: {len(manifest.layers)} layers but "
@@ -138,6 +173,8 @@ class Puller:
         fetched = self.store.ingest(
             desc.digest, desc.size,
             lambda f: self.client.fetch_blob(desc.digest, desc.size, f, on_bytes))
+        if fetched:
+            self._stored.add(desc.digest)
         self.progress(Progress("downloaded" if fetched else "exists", desc.digest, desc.size,
                                desc.size, image))
 

@@ -174,7 +174,10 @@ class ImageService:
             puller = Puller(store, ref, insecure=self.insecure_registries,
                             credential=credential or self.credentials.get(ref.registry),
                             progress=emit, ca_files=self.ca_files, cancel=cancel)
-            return puller.run()
+            digest = puller.run()
+        if store.in_memory():
+            store.drop_layer_blobs()
+        return digest
 
     # --- local queries -----------------------------------------------------------------------
 

@@ -122,14 +122,15 @@ class Store:
             self._atomic_write(path, fill, "blob-")
             return True
 
-    def put_bytes(self, digest: str, data: bytes) -> None:
-        """Store a small verified document (manifest, index, config) under its digest."""
+    def put_bytes(self, digest: str, data: bytes) -> bool:
+        """Store a small verified document (manifest, index, config) under its digest; False
+        if it was already there."""
         import hashlib
 
         algorithm, _, hexpart = check_digest(digest).partition(":")
         if hashlib.new(algorithm, data).hexdigest() != hexpart:
             raise DigestMismatch(f"{digest}: content does not match its digest")
-        self.ingest(digest, len(data), lambda f: f.write(data))
+        return self.ingest(digest, len(data), lambda f: f.write(data))
 
     def read_blob(self, digest: str, limit: int) -> bytes:
         with open(self.blob_path(digest), "rb") as f:
@@ -179,6 +180,46 @@ class Store:
         """The metadata is written last: with it and the rootfs there, the image is usable."""
         return self.meta_path(digest).exists() and self.rootfs(digest).is_dir()
 
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def in_memory(self) -> bool:
+        """On tmpfs or ramfs: every byte stored is a byte of RAM."""
+        from init.system.mounts import fs_type
+
+        return fs_type(self.root) in ("tmpfs", "ramfs", "rootfs")
+
+    def referenced_blobs(self) -> set[str]:
+        """Every blob some complete image's metadata names."""
+        keep: set[str] = set()
+        for meta in self.metas():
+            keep.update(_blobs_of(meta))
+        return keep
+
+    def remove_unreferenced(self, digests: set[str]) -> None:
+        """Remove those of `digests` that no image's metadata names (a failed pull's blobs)."""
+        for digest in digests - self.referenced_blobs():
+            self.remove_blob(digest)
+
+    def drop_layer_blobs(self) -> bool:
+        """Delete the layer blobs of complete images (their rootfs holds the content): in
+        memory they would cost the image twice. Only when no pull runs (one that does may be
+        about to unpack a shared layer); False then, and the last pull to finish does it."""
+        fd = os.open(self.locks / "gc", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            for meta in self.metas():
+                if self.is_complete(meta.get("digest", "")):
+                    for layer in meta.get("layers", ()):
+                        self.remove_blob(layer["digest"])
+            return True
+        finally:
+            os.close(fd)
+
     def find_image(self, digest: str) -> str | None:
         """The complete local image whose manifest, or whose index, has this digest."""
         if self.is_complete(digest):
@@ -196,9 +237,7 @@ class Store:
             with self.image_lock(digest):
                 self.meta_path(digest).unlink(missing_ok=True)
                 self.discard(self.rootfs(digest))
-            keep: set[str] = set()
-            for other in self.metas():
-                keep.update(_blobs_of(other))
+            keep = self.referenced_blobs()
             for blob in _blobs_of(meta) | set(self.blob_digests()):
                 if blob not in keep:
                     self.remove_blob(blob)

@@ -37,10 +37,10 @@ class ContainerSpec:
     id: str
     name: str
     image: str
-    command: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
-    working_dir: str = ""
+    working_dir: str = ""  # "" : the image's
+    command: tuple[str, ...] = ()  # () : the image's entrypoint
+    args: tuple[str, ...] = ()  # () : the image's cmd (unless command is given)
+    env: tuple[str, ...] = ()  # KEY=VALUE, over the image's
 
 
 @dataclass

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from init.system import libc
+from init.system.mounts import fs_type
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -47,29 +48,24 @@ def release(where: Path, mounted: bool) -> None:
     shutil.rmtree(where, ignore_errors=True)
 
 
-def fs_type(path: Path, mounts: str = "/proc/self/mounts") -> str:
-    """The type of the filesystem `path` is on (the longest mount point that contains it)."""
-    best, kind = "", ""
+def unmount_under(path: Path, mounts: str = "/proc/self/mounts") -> None:
+    """Detach every mount below `path`, deepest first (overlays an earlier init left)."""
     try:
         with open(mounts) as f:
-            lines = f.read().splitlines()
+            points = [line.split()[1] for line in f if len(line.split()) > 2]
     except OSError:
-        return ""
-    target = str(path.resolve())
-    for line in lines:
-        words = line.split()
-        if len(words) < 3:
-            continue
-        point = words[1]
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, kind = point, words[2]
-    return kind
+        return
+    prefix = str(path.resolve()).rstrip("/") + "/"
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        try:
+            libc.umount(point, libc.MNT_DETACH)
+        except OSError as e:
+            LOG.warning("cannot unmount %s: %s", point, e)
 
 
 def ensure_upper_fs(path: Path) -> None:
-    """In the VM the data directory is on the initramfs (ramfs: no xattrs, so no overlay upper
-    there, and no size limit): give the pods a tmpfs, which takes both."""
+    """A data directory on the initramfs (ramfs: no xattrs, so no overlay upper there, and no
+    size limit) gets a tmpfs for the pods, which takes both."""
     path.mkdir(parents=True, exist_ok=True)
     if fs_type(path) in ("rootfs", "ramfs"):
         try:

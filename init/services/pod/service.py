@@ -35,6 +35,13 @@ LOG = logging.getLogger("mvirt-one")
 AddressLookup = Callable[[], Awaitable[str]]
 
 
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except FileNotFoundError:
+        return []
+
+
 class PodService:
     def __init__(self, data_dir: Path, runtime: Path, reaper: Reaper, images: ImageService, *,
                  address: AddressLookup, default_grace: float, no_pivot: bool | None = None,
@@ -73,6 +80,33 @@ class PodService:
 
     def image_in_use(self, digest: str) -> bool:
         return any(c.image_digest == digest for p in self.pods.values() for c in p.containers)
+
+    async def clean_leftovers(self) -> int:
+        """Remove what pods of an earlier init left (a reboot on the same data disk, a local
+        init that died): runtime state (`delete --force` stops anything still running), overlay
+        mounts and directories. None of it is a live pod of ours. Returns how many there were."""
+        stale = sorted(p.name for p in _entries(self.runtime.root) if p.is_dir()
+                       and not p.name.startswith("exec-"))
+        for cid in stale:
+            try:
+                await self.runtime.delete(cid)
+            except RuntimeError_ as e:
+                LOG.warning("leftover container %s: %s", cid, e)
+        pods = _entries(self.dir)
+        if stale or pods:
+            LOG.info("removing what an earlier init left: %d containers, %d pod directories",
+                     len(stale), len(pods))
+
+        def remove() -> None:
+            rootfs.unmount_under(self.dir)
+            for entry in [*_entries(self.runtime.root), *pods]:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+
+        await asyncio.to_thread(remove)
+        return len(pods)
 
     # --- lookups ---------------------------------------------------------------------------
 

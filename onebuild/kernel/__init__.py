@@ -1,0 +1,2 @@
+"""The guest kernel: its source (source), configuration (kconfig), build through the cache
+(bzimage) and interactive edits folded back into kernel.config (menuconfig)."""
