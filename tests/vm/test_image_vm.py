@@ -17,6 +17,7 @@ from onectl.machine import Machine, MachineConfig
 from tests.fixtures.cli import onectl
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
+from tests.fixtures.images.splice import guestfwd
 from tests.fixtures.vm import Artifacts, boot_machine
 
 pytestmark = pytest.mark.vm
@@ -30,7 +31,7 @@ def test_guest_pulls_from_the_host_registry(artifacts: Artifacts, tmp_path: Path
     config = MachineConfig(
         kernel=artifacts.bzimage, boot="direct", initrd=artifacts.initramfs,
         append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
-        net="restricted", guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{image_proxy.address}"],
+        net="restricted", guestfwd=[guestfwd(GUEST_REGISTRY, image_proxy.address)],
         accel="tcg")
     machine = boot_machine(config, tmp_path)
     machines.append(machine)
