@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -37,23 +36,6 @@ ALICE = Credential("alice", "wonderland")
 
 def pull(service: ImageService, ref: str):  # type: ignore[no-untyped-def]
     return asyncio.run(service.pull(ref))
-
-
-@pytest.fixture(scope="module")
-def _tls_proxy(image_registry: Registry, tls_registries: TlsRegistries) -> Iterator[Proxy]:
-    cert = tls_registries.ca.issue("proxy")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert.cert, cert.key)
-    proxy = Proxy(image_registry.address, tls=context).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture
-def tls_proxy(_tls_proxy: Proxy) -> Iterator[Proxy]:
-    _tls_proxy.reset()
-    yield _tls_proxy
-    _tls_proxy.reset()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 
 from onebuild.cpio import NewcWriter
 from onectl.machine import Machine, MachineConfig
-from tests.fixtures.cli import onectl
+from tests.fixtures.cli import onectl, pulled
 from tests.fixtures.images.fixtures import Pushed, TlsRegistries
 from tests.fixtures.images.splice import guestfwd
 from tests.fixtures.vm import Artifacts, boot_machine
@@ -58,9 +57,7 @@ def test_guest_pulls_over_https_with_a_site_ca(artifacts: Artifacts, tmp_path: P
     address = str(machine.address)
 
     ref = f"{GOOD}/{busybox_image.name}"
-    pulled = onectl("-a", address, "pull", ref, "-o", "json", timeout=300)
-    assert pulled.returncode == 0, pulled.stderr
-    image = json.loads(pulled.stdout)
+    image = pulled(address, ref)
     assert image["digest"] == busybox_image.digest and image["references"] == [ref]
 
     start = time.monotonic()

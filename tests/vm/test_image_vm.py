@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from onectl.machine import Machine, MachineConfig
-from tests.fixtures.cli import onectl
+from tests.fixtures.cli import onectl, pulled
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
 from tests.fixtures.images.splice import guestfwd
@@ -38,9 +38,7 @@ def test_guest_pulls_from_the_host_registry(artifacts: Artifacts, tmp_path: Path
     address = str(machine.address)
     ref = f"{GUEST_REGISTRY}/{busybox_image.name}"
 
-    pulled = onectl("-a", address, "pull", ref, "-o", "json", timeout=300)
-    assert pulled.returncode == 0, pulled.stderr
-    image = json.loads(pulled.stdout)
+    image = pulled(address, ref)
     assert image["digest"] == busybox_image.digest and image["references"] == [ref]
     assert image["entrypoint"] == ["/bin/sh"] and image["architecture"] == "amd64"
     assert image_proxy.requests("GET", "blobs")  # the layers came over the guest's network
