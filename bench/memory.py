@@ -24,6 +24,7 @@ from onebuild import paths
 from onectl.machine import Machine, MachineConfig
 from tests.fixtures.images import build
 from tests.fixtures.images.registry import Registry
+from tests.fixtures.images.splice import guestfwd
 
 GUEST_REGISTRY = "10.0.2.100:5000"
 MEMORY = re.compile(r"rss ([\d.]+) MiB, memory available ([\d.]+) of ([\d.]+) MiB")
@@ -53,7 +54,7 @@ def measure(uki: Path, memory_mib: int, work: Path) -> dict[str, object]:
                                append=f"console=ttyS0 quiet panic=-1 rootfstype=ramfs "
                                f"one.insecure_registries={GUEST_REGISTRY}",
                                net="restricted",
-                               guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{reg.address}"])
+                               guestfwd=[guestfwd(GUEST_REGISTRY, reg.address)])
         with Machine(config, work / "vm").start() as machine:
             machine.wait_ready(300)
             pull = subprocess.run(
