@@ -66,14 +66,15 @@ def measure(uki: Path, memory_mib: int, work: Path) -> dict[str, object]:
             pod = work / "pod.json"
             pod.write_text(json.dumps({"id": "bench", "containers": [{
                 "id": "c", "image": f"{GUEST_REGISTRY}/busybox:latest",
-                "command": ["/bin/sleep", "600"]}]}))
+                "command": ["/bin/busybox", "sleep", "600"]}]}))
             for verb in (["create", "-f", str(pod)], ["start", "bench"]):
                 done = subprocess.run(
                     [sys.executable, "-m", "onectl", "-a", str(machine.address), "--rpc-timeout",
                      "300", "pod", *verb], capture_output=True, text=True, timeout=360,
                     cwd=paths.ROOT)
                 if done.returncode != 0:
-                    raise SystemExit(f"pod {verb[0]} failed: {done.stderr}")
+                    raise SystemExit(f"pod {verb[0]} failed: {done.stdout}{done.stderr}\n"
+                                     + machine.console_log.read_text(errors="replace")[-3000:])
             console = machine.console_log
             ready = _figures(_line(console, r"phase ready"))
             try:
