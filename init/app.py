@@ -150,6 +150,9 @@ class Init:
     async def _stop(self) -> None:
         """Containers first (the API still answers meanwhile), then the API, then the rest."""
         grace = self.shutdown_grace
+        # Pulls first: a pull in flight must not hold a CreatePod, nor (as an executor thread
+        # asyncio.run waits for) the exit.
+        self.images.cancel_all()
         try:
             # Bounded: a pod service that hangs must not keep the VM from powering off.
             if self.pods is not None:
@@ -178,7 +181,7 @@ def _image_service(cfg: Config) -> ImageService:
     from init.services.image.service import ImageService
 
     return ImageService(cfg.data_dir, cfg.insecure_registries,
-                        credentials_file=cfg.registry_auth)
+                        credentials_file=cfg.registry_auth, ca_files=cfg.ca_files)
 
 
 async def _loopback_up() -> None:
