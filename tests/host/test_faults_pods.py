@@ -24,14 +24,11 @@ import pytest
 from oneproto import one_pb2
 from tests.fixtures.fakeruntime import FakeRuntime
 from tests.fixtures.images import build
-from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
-from tests.fixtures.local import oci_runtime
 from tests.fixtures.pods import (
     CALL,
     Env,
     ctr,
-    pod_env,
     run_pod,
     slowest_health_during,
     wait_state,
@@ -43,10 +40,8 @@ pytestmark = [pytest.mark.host,
 
 
 @pytest.fixture
-def env(tmp_path: Path, image_registry: Registry, busybox_image: Pushed) -> Iterator[Env]:
-    with pod_env(tmp_path, oci_runtime("runc", tmp_path),
-                 f"{image_registry.address}/{busybox_image.name}") as e:
-        yield e
+def env(runc_pods: Env) -> Env:
+    return runc_pods
 
 
 def _odd_passwd(kind: str, host_file: Path, root: Path) -> None:
@@ -162,17 +157,8 @@ def test_remove_image_never_pulls_the_rootfs_from_under_a_new_pod(env: Env) -> N
 
 
 @pytest.fixture
-def fake(tmp_path: Path) -> FakeRuntime:
-    return FakeRuntime(tmp_path / "fake", oci_runtime("runc", tmp_path))
-
-
-@pytest.fixture
-def faulty(tmp_path: Path, fake: FakeRuntime, image_registry: Registry,
-           busybox_image: Pushed) -> Iterator[Env]:
-    """A local init whose runtime is `fake`."""
-    with pod_env(tmp_path, str(fake.path),
-                 f"{image_registry.address}/{busybox_image.name}") as e:
-        yield e
+def faulty(fake_pods: Env) -> Env:
+    return fake_pods
 
 
 def _runtime_ids(tmp_path: Path) -> list[str]:
@@ -190,15 +176,15 @@ def _gone(env: Env, pod_id: str) -> bool:
 
 
 def test_create_pod_abandoned_in_runtime_create_is_undone_and_the_retry_works(
-        faulty: Env, fake: FakeRuntime, tmp_path: Path) -> None:
-    fake.cue("create", "sleep", 3)
+        faulty: Env, fake_runtime: FakeRuntime, tmp_path: Path) -> None:
+    fake_runtime.cue("create", "sleep", 3)
     request = one_pb2.CreatePodRequest(id="slow", containers=[
         ctr("a", faulty.image, "busybox", "sleep", "600"),
         ctr("b", faulty.image, "busybox", "sleep", "600")])
     with pytest.raises(grpc.RpcError) as info:
         faulty.stub.CreatePod(request, timeout=1.5)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    fake.behave()
+    fake_runtime.behave()
     # At once: the retry waits for the abandoned creation to be undone, then makes the pod.
     pod = faulty.stub.CreatePod(request, timeout=CALL)
     assert pod.state == one_pb2.POD_STATE_CREATED, pod
@@ -226,9 +212,9 @@ def _open_fds(pid: int) -> int:
 
 
 def test_exec_without_a_pid_file_fails_readably_and_leaks_nothing(
-        faulty: Env, fake: FakeRuntime) -> None:
+        faulty: Env, fake_runtime: FakeRuntime) -> None:
     run_pod(faulty, "box", ctr("main", faulty.image, "busybox", "sleep", "600"))
-    fake.cue("exec", "nopid")
+    fake_runtime.cue("exec", "nopid")
     start = one_pb2.ExecInput(start=one_pb2.ExecStart(pod_id="box", container_id="main",
                                                       command=["true"]))
     before = _open_fds(faulty.init.proc.pid)
@@ -238,7 +224,7 @@ def test_exec_without_a_pid_file_fails_readably_and_leaks_nothing(
         assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "no usable pid file" in info.value.details()
     assert _open_fds(faulty.init.proc.pid) == before
-    fake.behave()
+    fake_runtime.behave()
     assert [m.exit_code for m in faulty.stub.Exec(iter([start]), timeout=CALL)] == [0]
 
 

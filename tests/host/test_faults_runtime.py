@@ -18,14 +18,10 @@ import pytest
 from init.services.pod.spec import PIDS_LIMIT
 from oneproto import one_pb2
 from tests.fixtures.fakeruntime import FakeRuntime
-from tests.fixtures.images.fixtures import Pushed
-from tests.fixtures.images.registry import Registry
-from tests.fixtures.local import oci_runtime
 from tests.fixtures.pods import (
     CALL,
     Env,
     ctr,
-    pod_env,
     record,
     rss_kib,
     run_pod,
@@ -46,24 +42,21 @@ class Faulty:
 
 
 @pytest.fixture
-def faulty(tmp_path: Path, image_registry: Registry, busybox_image: Pushed) -> Iterator[Faulty]:
+def faulty(tmp_path: Path, fake_pods: Env, fake_runtime: FakeRuntime) -> Iterator[Faulty]:
     """A local init on a fake runtime (wrapping runc) with a bystander pod running, which must
     run on, unharmed, to the end."""
-    fake = FakeRuntime(tmp_path / "fake", oci_runtime("runc", tmp_path))
-    with pod_env(tmp_path, str(fake.path),
-                 f"{image_registry.address}/{busybox_image.name}") as env:
-        run_pod(env, "bystander", ctr("c", env.image, "sh", "-c",
-                                      "echo up; exec busybox sleep 3600"))
-        yield Faulty(env, fake, tmp_path / "data")
-        fake.behave()
-        pod = env.stub.GetPod(one_pb2.GetPodRequest(id="bystander"), timeout=CALL)
-        assert pod.state == one_pb2.POD_STATE_RUNNING, pod
-        out = b"".join(m.data for m in env.stub.Logs(
-            one_pb2.LogsRequest(pod_id="bystander"), timeout=CALL))
-        assert out == b"up\n"
-        ran = list(env.stub.Exec(iter([one_pb2.ExecInput(start=one_pb2.ExecStart(
-            pod_id="bystander", container_id="c", command=["true"]))]), timeout=CALL))
-        assert [m.exit_code for m in ran] == [0]
+    env = fake_pods
+    run_pod(env, "bystander", ctr("c", env.image, "sh", "-c", "echo up; exec busybox sleep 3600"))
+    yield Faulty(env, fake_runtime, tmp_path / "data")
+    fake_runtime.behave()
+    pod = env.stub.GetPod(one_pb2.GetPodRequest(id="bystander"), timeout=CALL)
+    assert pod.state == one_pb2.POD_STATE_RUNNING, pod
+    out = b"".join(m.data for m in env.stub.Logs(
+        one_pb2.LogsRequest(pod_id="bystander"), timeout=CALL))
+    assert out == b"up\n"
+    ran = list(env.stub.Exec(iter([one_pb2.ExecInput(start=one_pb2.ExecStart(
+        pod_id="bystander", container_id="c", command=["true"]))]), timeout=CALL))
+    assert [m.exit_code for m in ran] == [0]
 
 
 def _container_pid(f: Faulty, pod: str, container: str) -> int:

@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from oneproto import one_pb2
 from tests.fixtures.images.fixtures import Pushed
-from tests.fixtures.images.registry import Registry
-from tests.fixtures.local import oci_runtime
 from tests.fixtures.pods import (
     CALL,
     Env,
     children,
     ctr,
-    pod_env,
     record,
     rss_kib,
     run_pod,
@@ -35,10 +30,8 @@ RSS_GROWTH_LIMIT_KIB = 20 << 10
 
 
 @pytest.fixture
-def env(tmp_path: Path, image_registry: Registry, busybox_image: Pushed) -> Iterator[Env]:
-    with pod_env(tmp_path, oci_runtime("runc", tmp_path),
-                 f"{image_registry.address}/{busybox_image.name}") as e:
-        yield e
+def env(runc_pods: Env) -> Env:
+    return runc_pods
 
 
 def _flat_while_silent(pid: int, before: int) -> int:

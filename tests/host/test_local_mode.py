@@ -18,6 +18,7 @@ from oneproto import one_pb2
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.local import LocalInit
+from tests.fixtures.pods import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,19 +37,8 @@ def _wait_line(proc: subprocess.Popen[str], pattern: str, timeout: float, seen: 
     raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(seen)}")
 
 
-def _zombies_of(pid: int) -> list[str]:
-    zombies = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z" and int(fields[1]) == pid:
-            zombies.append(entry)
-    return zombies
+def _zombies_of(pid: int) -> list[int]:
+    return [p.pid for p in processes() if p.state == "Z" and p.ppid == pid]
 
 
 def test_orphaned_grandchild_is_reaped_by_the_subreaper(tmp_path: Path) -> None:

@@ -117,23 +117,25 @@ RECORDED_LINKS = [
     {"index": 3, "flags": 69699, "ifi_type": 1, "IFLA_IFNAME": "eth0",
      "IFLA_ADDRESS": "52:54:00:12:34:56"},
 ]
+
+
+def _addr(index: int, family: int, prefixlen: int, scope: int, flags: int,
+          address: str) -> dict[str, Any]:
+    """An address message as pyroute2 hands it over: IPv6 ones carry no IFA_LOCAL."""
+    return {"index": index, "family": family, "prefixlen": prefixlen, "scope": scope,
+            "flags": flags, "IFA_FLAGS": flags, "IFA_ADDRESS": address,
+            "IFA_LOCAL": address if family == AF4 else None}
+
+
 RECORDED_ADDRS = [
-    {"index": 1, "family": 2, "prefixlen": 8, "scope": 254, "flags": 128,
-     "IFA_LOCAL": "127.0.0.1", "IFA_ADDRESS": "127.0.0.1", "IFA_FLAGS": 128},
-    {"index": 3, "family": 2, "prefixlen": 24, "scope": 0, "flags": 128,
-     "IFA_LOCAL": "10.0.2.15", "IFA_ADDRESS": "10.0.2.15", "IFA_FLAGS": 128},
-    {"index": 1, "family": 10, "prefixlen": 128, "scope": 254, "flags": 128,
-     "IFA_LOCAL": None, "IFA_ADDRESS": "::1", "IFA_FLAGS": 128},
-    {"index": 3, "family": 10, "prefixlen": 64, "scope": 0, "flags": 162,
-     "IFA_LOCAL": None, "IFA_ADDRESS": "2001:db8:1::5", "IFA_FLAGS": 162},
-    {"index": 3, "family": 10, "prefixlen": 64, "scope": 0, "flags": 130,
-     "IFA_LOCAL": None, "IFA_ADDRESS": "2001:db8::5", "IFA_FLAGS": 130},
-    {"index": 3, "family": 10, "prefixlen": 64, "scope": 0, "flags": 130,
-     "IFA_LOCAL": None, "IFA_ADDRESS": "fd00:1::5", "IFA_FLAGS": 130},
-    {"index": 3, "family": 10, "prefixlen": 64, "scope": 200, "flags": 130,
-     "IFA_LOCAL": None, "IFA_ADDRESS": "fec0::5054:ff:fe12:3456", "IFA_FLAGS": 130},
-    {"index": 3, "family": 10, "prefixlen": 64, "scope": 253, "flags": 192,
-     "IFA_LOCAL": None, "IFA_ADDRESS": "fe80::5054:ff:fe12:3456", "IFA_FLAGS": 192},
+    _addr(1, AF4, 8, 254, 128, "127.0.0.1"),
+    _addr(3, AF4, 24, 0, 128, "10.0.2.15"),
+    _addr(1, AF6, 128, 254, 128, "::1"),
+    _addr(3, AF6, 64, 0, 162, "2001:db8:1::5"),
+    _addr(3, AF6, 64, 0, 130, "2001:db8::5"),
+    _addr(3, AF6, 64, 0, 130, "fd00:1::5"),
+    _addr(3, AF6, 64, 200, 130, "fec0::5054:ff:fe12:3456"),
+    _addr(3, AF6, 64, 253, 192, "fe80::5054:ff:fe12:3456"),
 ]
 
 
@@ -151,12 +153,9 @@ def test_tunnels_are_not_reported_nor_given_the_dns_servers() -> None:
 
 
 def test_the_best_ipv6_address_is_reported() -> None:
-    eth0 = _recorded()[1]
-    assert eth0.ipv6_address == "2001:db8::5"  # global and usable
-    assert _recorded(("2001:db8::5",))[1].ipv6_address == "2001:db8:1::5"  # deprecated global
-    assert _recorded(("2001:db8::5", "2001:db8:1::5"))[1].ipv6_address == "fd00:1::5"  # ULA
-    # qemu's user network: the kernel's SLAAC address in fec0::/64 is site-local.
-    only_site = _recorded(("2001:db8::5", "2001:db8:1::5", "fd00:1::5"))[1]
-    assert only_site.ipv6_address == "fec0::5054:ff:fe12:3456"
-    none = _recorded(("2001:db8::5", "2001:db8:1::5", "fd00:1::5", "fec0::5054:ff:fe12:3456"))
-    assert none[1].ipv6_address == ""  # link-local (and tentative) only
+    # Each in turn, as the better ones go: global and usable, global but deprecated, unique
+    # local, then qemu user networking's SLAAC address in fec0::/64 (site-local).
+    order = ["2001:db8::5", "2001:db8:1::5", "fd00:1::5", "fec0::5054:ff:fe12:3456"]
+    for gone in range(len(order) + 1):
+        expected = order[gone] if gone < len(order) else ""  # link-local only: none
+        assert _recorded(tuple(order[:gone]))[1].ipv6_address == expected
