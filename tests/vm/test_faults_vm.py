@@ -27,6 +27,7 @@ from onectl.relay import HybridVsockRelay
 from oneproto import one_pb2, one_pb2_grpc
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
+from tests.fixtures.images.splice import guestfwd
 from tests.fixtures.pods import record
 from tests.fixtures.rawh2 import frame, raw_call
 from tests.fixtures.vm import Artifacts, boot_machine
@@ -85,7 +86,7 @@ def test_faults_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Pro
     config = MachineConfig(
         kernel=artifacts.bzimage, boot="direct", initrd=artifacts.initramfs,
         append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
-        net="user", guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{image_proxy.address}"],
+        net="user", guestfwd=[guestfwd(GUEST_REGISTRY, image_proxy.address)],
         accel="tcg", memory_mib=128)
     machine = boot_machine(config, tmp_path)
     machines.append(machine)
