@@ -27,6 +27,7 @@ from tests.fixtures.images import build
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.pods import (
     CALL,
+    HOST_PODS,
     Env,
     ctr,
     run_pod,
@@ -35,8 +36,7 @@ from tests.fixtures.pods import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.host,
-              pytest.mark.skipif(os.geteuid() != 0, reason="OCI runtimes need root")]
+pytestmark = HOST_PODS
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from oneproto import one_pb2
 from tests.fixtures.fakeruntime import FakeRuntime
 from tests.fixtures.pods import (
     CALL,
+    HOST_PODS,
     Env,
     ctr,
     record,
@@ -31,8 +32,7 @@ from tests.fixtures.pods import (
 )
 from tests.fixtures.pods import children as children_of
 
-pytestmark = [pytest.mark.host,
-              pytest.mark.skipif(os.geteuid() != 0, reason="OCI runtimes need root")]
+pytestmark = HOST_PODS
 
 @dataclass
 class Faulty:

@@ -13,6 +13,7 @@ from oneproto import one_pb2
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.pods import (
     CALL,
+    HOST_PODS,
     Env,
     children,
     ctr,
@@ -22,8 +23,7 @@ from tests.fixtures.pods import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.host,
-              pytest.mark.skipif(os.geteuid() != 0, reason="OCI runtimes need root")]
+pytestmark = HOST_PODS
 
 SILENT_SECONDS = 10.0
 RSS_GROWTH_LIMIT_KIB = 20 << 10

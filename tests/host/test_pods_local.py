@@ -20,10 +20,9 @@ from oneproto import one_pb2
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.local import FROZEN, SOURCE_INIT, LocalInit, oci_runtime
-from tests.fixtures.pods import CALL, Env, ctr, pod_env, run_pod, wait_state
+from tests.fixtures.pods import CALL, HOST_PODS, Env, ctr, pod_env, run_pod, wait_state
 
-pytestmark = [pytest.mark.host,
-              pytest.mark.skipif(os.geteuid() != 0, reason="OCI runtimes need root")]
+pytestmark = HOST_PODS
 
 
 @pytest.fixture(params=["runc", "crun"])
