@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 
 # Signals the init handles itself: the child starts with their default action restored.
 _HANDLED = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPWR,
@@ -35,24 +36,41 @@ def spawn(
     for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
         if fd is not None:
             actions.append((os.POSIX_SPAWN_DUP2, fd, target))
-    pid = os.posix_spawnp(
-        argv[0],
-        list(argv),
-        dict(env if env is not None else os.environ),
-        file_actions=actions,
-        setsigdef=_HANDLED,
-        setsigmask=(),
-        setsid=new_session,
-    )
-    if _oom_score_adj("self") != NORMAL_OOM_SCORE_ADJ:
-        # Right after exec, before the child had time to start children of its own.
-        with contextlib.suppress(OSError):  # gone already: nothing to protect from
-            _set_oom_score_adj(str(pid), NORMAL_OOM_SCORE_ADJ)
-    return pid
+    with _normal_oom_score():
+        return os.posix_spawnp(
+            argv[0],
+            list(argv),
+            dict(env if env is not None else os.environ),
+            file_actions=actions,
+            setsigdef=_HANDLED,
+            setsigmask=(),
+            setsid=new_session,
+        )
+
+
+@contextlib.contextmanager
+def _normal_oom_score() -> Iterator[None]:
+    """The init's score is the normal one while a child is made, which inherits it at fork: no
+    moment where the child (or one it starts at once) runs with the init's protection. The init
+    is unprotected for that moment only (PID 1 may lower its score again: CAP_SYS_RESOURCE)."""
+    with _score_lock:
+        own = _oom_score_adj("self")
+        changed = False
+        if own != NORMAL_OOM_SCORE_ADJ:
+            with contextlib.suppress(OSError):  # a child that inherits: better than no child
+                _set_oom_score_adj("self", NORMAL_OOM_SCORE_ADJ)
+                changed = True
+        try:
+            yield
+        finally:
+            if changed:
+                with contextlib.suppress(OSError):
+                    _set_oom_score_adj("self", own)
 
 
 NORMAL_OOM_SCORE_ADJ = 0
 PROTECTED_OOM_SCORE_ADJ = -1000  # never chosen by the OOM killer
+_score_lock = threading.Lock()  # one spawn at a time changes the init's score
 
 
 def _oom_score_adj(pid: str) -> int:
