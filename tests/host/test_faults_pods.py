@@ -96,18 +96,36 @@ def test_image_passwd_that_is_a_fifo_or_points_at_the_host(
 
 
 @contextmanager
-def silent_registry() -> Iterator[str]:
-    """host:port of a loopback server that accepts connections and never answers; on exit the
-    connections are reset, so whatever waited on them fails at once."""
+def stalling_registry(upstream: str | None = None, delay: float = 0.0) -> Iterator[str]:
+    """host:port of a loopback server in front of `upstream` that lets each connection through
+    only after `delay` seconds; without an upstream it never answers. On exit the connections
+    are reset, so whatever waited on them fails at once."""
     listener = socket.create_server(("127.0.0.1", 0))
     conns: list[socket.socket] = []
     stop = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+
+    def relay(client: socket.socket) -> None:
+        if upstream is None or stop.wait(delay):
+            return
+        host, _, port = upstream.rpartition(":")
+        server = socket.create_connection((host, int(port)))
+        conns.append(server)
+        threading.Thread(target=pipe, args=(server, client), daemon=True).start()
+        pipe(client, server)
 
     def accept() -> None:
         listener.settimeout(0.2)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                conns.append(listener.accept()[0])
+                client = listener.accept()[0]
+                conns.append(client)
+                threading.Thread(target=relay, args=(client,), daemon=True).start()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -117,8 +135,9 @@ def silent_registry() -> Iterator[str]:
         stop.set()
         thread.join()
         for c in conns:
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            c.close()
+            with contextlib.suppress(OSError):
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.close()
         listener.close()
 
 
@@ -132,7 +151,7 @@ def test_remove_image_never_pulls_the_rootfs_from_under_a_new_pod(env: Env) -> N
     deleted between pulls) while CreatePod takes the image: the pod must get a whole rootfs."""
     for _ in env.stub.PullImage(one_pb2.PullImageRequest(reference=env.image), timeout=CALL):
         pass
-    with ThreadPoolExecutor(3) as pool, silent_registry() as silent:
+    with ThreadPoolExecutor(3) as pool, stalling_registry() as silent:
         stalled = pool.submit(lambda: list(env.stub.PullImage(
             one_pb2.PullImageRequest(reference=f"{silent}/stalled:1"), timeout=CALL)))
         remove = pool.submit(env.stub.RemoveImage,
@@ -195,16 +214,22 @@ def test_create_pod_abandoned_in_runtime_create_is_undone_and_the_retry_works(
 
 
 def test_create_pod_abandoned_during_its_pull_leaves_nothing(faulty: Env) -> None:
-    with silent_registry() as silent:
+    registry, name = faulty.image.split("/", 1)
+    # Each connection to the registry waits 3 s: the client's 2 s deadline ends in the pull.
+    with stalling_registry(registry, delay=3) as slow:
         request = one_pb2.CreatePodRequest(id="pulling", containers=[
-            ctr("c", f"{silent}/never:1", "true")])
+            ctr("c", f"{slow}/{name}", "true")])
         with pytest.raises(grpc.RpcError) as info:
             faulty.stub.CreatePod(request, timeout=2)
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         wait_until(lambda: _gone(faulty, "pulling"), 30, "the abandoned pod to be undone")
-    pod = faulty.stub.CreatePod(one_pb2.CreatePodRequest(id="pulling", containers=[
-        ctr("c", faulty.image, "true")]), timeout=CALL)
-    assert pod.state == one_pb2.POD_STATE_CREATED, pod
+        # The same id at once, for an image that is there: nothing of the first is in the way.
+        pod = faulty.stub.CreatePod(one_pb2.CreatePodRequest(id="pulling", containers=[
+            ctr("c", faulty.image, "true")]), timeout=CALL)
+        assert pod.state == one_pb2.POD_STATE_CREATED, pod
+        # The pull itself goes on for whoever else wants the image, and completes.
+        wait_until(lambda: f"{slow}/{name}" in _references(faulty), 60,
+                   "the abandoned pull to complete")
 
 
 def _open_fds(pid: int) -> int:
