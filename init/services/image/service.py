@@ -137,7 +137,7 @@ class ImageService:
                 future = asyncio.ensure_future(
                     asyncio.to_thread(self._pull_sync, parsed, emit, credential))
                 self._inflight[key] = future
-                future.add_done_callback(lambda _: self._finished(key))
+                future.add_done_callback(lambda f: self._finished(key, f))
             # Shielded: one caller going away (a cancelled RPC) must not fail the others.
             digest = await asyncio.shield(future)
         finally:
@@ -154,14 +154,19 @@ class ImageService:
         """The image if it is already local (no network at all, not even for a tag), else
         `pull`: what CreatePod wants ("pulls each container's image if not present")."""
         try:
-            return self.get(ref)
+            return await asyncio.to_thread(self.get, ref)  # the store's files, off the loop
         except ImageNotFound:
             return await self.pull(ref, progress_cb)
 
-    def _finished(self, key: str) -> None:
+    def _finished(self, key: str, future: asyncio.Future[str]) -> None:
         self._inflight.pop(key, None)
+        # Retrieved here: every waiter may have gone (a cancelled RPC), and then the failure
+        # would only surface as asyncio's "exception was never retrieved".
+        error = None if future.cancelled() else future.exception()
         if not self._listeners.get(key):
             self._listeners.pop(key, None)
+            if error is not None:
+                LOG.warning("pull of %s failed with no one waiting: %s", key, error)
 
     def _emit(self, key: str, progress: Any) -> None:
         for cb in list(self._listeners.get(key, ())):
@@ -246,9 +251,9 @@ class ImageService:
         """Remove a reference; the image goes with its last reference, or at once when named by
         digest. Refused with ImageInUse while `in_use(image digest)` says a container uses it.
         Returns what was removed (references and, if deleted, the image digest)."""
-        image, ref = self._lookup(ref_or_digest)
-        store = self._ready()
-        refs = store.read_refs()
+        image, ref = await asyncio.to_thread(self._lookup, ref_or_digest)
+        store = self.store
+        refs = await asyncio.to_thread(store.read_refs)
         remaining = [r for r, d in refs.items() if d == image and r != ref]
         delete_image = ref is None or not remaining
         if delete_image and in_use(image):
@@ -259,7 +264,7 @@ class ImageService:
             for r in removed:
                 current.pop(r, None)
 
-        store.update_refs(drop_refs)
+        await asyncio.to_thread(store.update_refs, drop_refs)
         if delete_image:
             await asyncio.to_thread(store.delete_image, image)
             removed.append(image)
