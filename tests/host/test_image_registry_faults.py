@@ -10,6 +10,7 @@ import io
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from init.services.image.auth import Credential
 from init.services.image.errors import AuthenticationError, PullCancelled, RegistryError
 from init.services.image.reference import parse
 from init.services.image.registry import RegistryClient
+from oneproto import one_pb2
 from tests.fixtures.images.fixtures import Pushed, TlsRegistries
 from tests.fixtures.images.proxy import Proxy
 from tests.fixtures.images.registry import Registry
@@ -237,3 +239,38 @@ def test_sigterm_during_a_trickling_pull(tmp_path: Path, image_proxy: Proxy,
             client.kill()
         if local.proc.poll() is None:
             local.proc.kill()
+
+
+def test_stoppod_during_a_trickling_pull(tmp_path: Path, image_proxy: Proxy,
+                                         busybox_image: Pushed) -> None:
+    """StopPod on a pod whose CreatePod waits for a pull that trickles a byte every 5 s: it
+    returns within its grace and a margin, and the pod is FAILED saying it was stopped."""
+    image_proxy.trickle = 5.0
+    local = LocalInit(tmp_path, f"unix:{tmp_path / 'api.sock'}")
+    created: dict[str, object] = {}
+    try:
+        with local.client() as stub:
+            image = f"{image_proxy.address}/{busybox_image.name}"
+            spec = one_pb2.ContainerSpec(id="c", image=image)
+
+            def create() -> None:
+                created["pod"] = stub.CreatePod(
+                    one_pb2.CreatePodRequest(id="slow", containers=[spec]), timeout=60)
+
+            creator = threading.Thread(target=create)
+            creator.start()
+            assert image_proxy.trickling.wait(30)
+            start = time.monotonic()
+            stopped = stub.StopPod(one_pb2.StopPodRequest(id="slow", timeout_seconds=1),
+                                   timeout=30)
+            took = time.monotonic() - start
+            creator.join(30)
+            print(f"StopPod returned {took:.2f} s into a trickling pull")
+            assert took < 1 + 5  # grace + margin, never the pull's own pace
+            assert stopped.state == one_pb2.POD_STATE_FAILED
+            pod = created["pod"]
+            assert "stopped while image" in pod.error_message  # type: ignore[attr-defined]
+            assert stub.Health(one_pb2.Empty(), timeout=10).healthy
+    finally:
+        image_proxy.trickle = None
+        local.stop()

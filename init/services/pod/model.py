@@ -78,6 +78,8 @@ class Pod:
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Set while CreatePod runs (or undoes it for a client that went away); done when it is over.
     settling: asyncio.Future[None] | None = None
+    # StopPod was called: a creation still waiting for an image gives up at once.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def state(self) -> PState:

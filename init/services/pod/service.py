@@ -236,7 +236,7 @@ class PodService:
         from init.services.image.errors import ImageError
 
         try:
-            image = await self._take_image(c)
+            image = await self._take_image(pod, c)
         except ImageError as e:
             raise RuntimeError_(f"image {c.spec.image}: {e}") from e
         c.dir.mkdir(parents=True)
@@ -275,7 +275,7 @@ class PodService:
         self.reaper.watch(c.pid, c.since).add_done_callback(
             lambda f: self._exited(c, f.result()))
 
-    async def _take_image(self, c: Container) -> Image:
+    async def _take_image(self, pod: Pod, c: Container) -> Image:
         """The container's image, pulled if not present, marked as used by it under the lock
         RemoveImage holds: a removal either ended before (the image is pulled again) or sees
         the container."""
@@ -285,7 +285,7 @@ class PodService:
             try:  # the store's files (and, on first use, its locks) are read in a thread
                 image = await asyncio.to_thread(self.images.get, c.spec.image)
             except ImageNotFound:
-                image = await self.images.pull(c.spec.image)
+                image = await self._pull_unless_stopped(pod, c)
             async with self.image_use:
                 try:
                     await asyncio.to_thread(self.images.get, image.digest)
@@ -294,6 +294,20 @@ class PodService:
                 c.image_digest = image.digest
                 return image
         raise ImageNotFound(f"removed {self.TAKE_ATTEMPTS} times while the pod was created")
+
+    async def _pull_unless_stopped(self, pod: Pod, c: Container) -> Image:
+        """Pull the container's image; a StopPod meanwhile ends the wait (the pull itself goes on
+        for whoever else waits, and its blobs are kept), so StopPod never waits for a pull."""
+        pull = asyncio.ensure_future(self.images.pull(c.spec.image))
+        stopped = asyncio.ensure_future(pod.stopping.wait())
+        try:
+            await asyncio.wait([pull, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not pull.done():
+            pull.cancel()
+            raise WrongState(f"pod {pod.id} was stopped while image {c.spec.image} was pulled")
+        return pull.result()
 
     def _exited(self, c: Container, status: int) -> None:
         c.exit_code = (os.WEXITSTATUS(status) if os.WIFEXITED(status)
@@ -333,6 +347,7 @@ class PodService:
 
     async def stop(self, pod_id: str, grace: float) -> Pod:
         pod = self.get(pod_id)
+        pod.stopping.set()
         await self._stop(pod, grace)
         return pod
 
