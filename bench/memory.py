@@ -55,7 +55,7 @@ def measure(uki: Path, memory_mib: int, work: Path) -> dict[str, object]:
                                f"one.insecure_registries={GUEST_REGISTRY}",
                                net="restricted",
                                guestfwd=[guestfwd(GUEST_REGISTRY, reg.address)])
-        with Machine(config, work / "vm").start() as machine:
+        with Machine(config, work / "vm") as machine:
             machine.wait_ready(300)
             pull = subprocess.run(
                 [sys.executable, "-m", "onectl", "-a", str(machine.address), "pull",
