@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from init import config as config_mod
@@ -20,7 +21,7 @@ from init import hooks, log
 from init.api.listeners import ListenError
 from init.api.server import ApiServer
 from init.config import Config
-from init.system import cgroups, console, libc, meminfo, mounts, power, power_button
+from init.system import cgroups, console, libc, meminfo, mounts, power, power_button, spawn
 from init.system.reaper import Reaper
 from init.version import VERSION
 
@@ -149,6 +150,9 @@ class Init:
     async def _stop(self) -> None:
         """Containers first (the API still answers meanwhile), then the API, then the rest."""
         grace = self.shutdown_grace
+        # Pulls first: a pull in flight must not hold a CreatePod, nor (as an executor thread
+        # asyncio.run waits for) the exit.
+        self.images.cancel_all()
         try:
             # Bounded: a pod service that hangs must not keep the VM from powering off.
             if self.pods is not None:
@@ -177,7 +181,7 @@ def _image_service(cfg: Config) -> ImageService:
     from init.services.image.service import ImageService
 
     return ImageService(cfg.data_dir, cfg.insecure_registries,
-                        credentials_file=cfg.registry_auth)
+                        credentials_file=cfg.registry_auth, ca_files=cfg.ca_files)
 
 
 async def _loopback_up() -> None:
@@ -265,6 +269,12 @@ def _system_setup(cfg: Config) -> None:
         socket.sethostname(cfg.hostname)
     except OSError as e:
         LOG.error("hostname: %s", e)
+    try:
+        # Out of memory, the kernel takes a container's process, never PID 1 (its death would
+        # panic the VM, taking every container with it).
+        spawn.protect_from_oom()
+    except OSError as e:
+        LOG.error("oom_score_adj: %s", e)
     controllers = cgroups.enable_controllers()
     LOG.info("cgroup controllers: %s", " ".join(controllers) or "none")
     try:
@@ -275,11 +285,18 @@ def _system_setup(cfg: Config) -> None:
     os.makedirs(cfg.data_dir, exist_ok=True)
 
 
+def _own_data_dir(path: Path) -> None:
+    """The data directory is the init's alone, 0700 as Docker's: images keep set-uid files,
+    file capabilities and device nodes, which no other user of the host may reach."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
 def run_local(cfg: Config) -> int:
     """Local mode: a subreaper serving on a unix socket or TCP until SIGTERM/SIGINT."""
     log.setup(cfg.log_level)
     libc.set_child_subreaper()
-    os.makedirs(cfg.data_dir, exist_ok=True)
+    _own_data_dir(cfg.data_dir)
     LOG.info("init %s starting in local mode (pid %d)", VERSION, os.getpid())
     reaper = Reaper()
     try:

@@ -197,7 +197,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("search", "search", None, _domains, (), "search domains replacing DHCP's/RA's",
             metavar="DOMAIN[,...]", shown="from DHCP/RA"),
     Setting("insecure_registries", "insecure_registries", "--insecure-registry", _registries,
-            (), "registries pulled from over plain HTTP (loopback ones always are)",
+            (), "registries that may fall back to plain HTTP if they do not speak TLS "
+            "(loopback ones may too)",
             multi=True, metavar="HOST:PORT", shown="none"),
     Setting("registry_auth", "registry_auth", "--registry-auth", _path,
             Path("/etc/mvirt-one/registry-auth.json"),

@@ -8,6 +8,7 @@ goes on: it is killed after its timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -30,15 +31,26 @@ def list_hooks(directory: Path) -> list[Path]:
 async def run_all(directory: Path, reaper: Reaper, timeout: float = 30.0) -> None:
     for hook in list_hooks(directory):
         try:
-            pid = spawn([str(hook)])
-        except OSError as e:
-            LOG.error("boot hook %s cannot start: %s", hook, e)
-            continue
-        exited = reaper.watch(pid)
-        try:
-            status = await asyncio.wait_for(asyncio.shield(exited), timeout)
-        except TimeoutError:
+            await _run(hook, reaper, timeout)
+        except Exception as e:  # whatever a hook does, the boot goes on
+            LOG.error("boot hook %s: %s", hook, e)
+
+
+async def _run(hook: Path, reaper: Reaper, timeout: float) -> None:
+    try:
+        pid = spawn([str(hook)])
+    except OSError as e:
+        LOG.error("boot hook %s cannot start: %s", hook, e)
+        return
+    exited = reaper.watch(pid)
+    try:
+        status = await asyncio.wait_for(asyncio.shield(exited), timeout)
+    except TimeoutError:
+        # It may have exited (and been reaped) right at the timeout: then its pid is no
+        # longer its own, and there is nothing to kill.
+        if not exited.done():
             LOG.error("boot hook %s still running after %.0f s: killed", hook, timeout)
-            os.kill(pid, signal.SIGKILL)
-            status = await exited
-        LOG.info("boot hook %s %s", hook.name, describe_status(status))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # its session (spawn's setsid): children too
+        status = await exited
+    LOG.info("boot hook %s %s", hook.name, describe_status(status))

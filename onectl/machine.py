@@ -216,7 +216,8 @@ class Machine:
         return run.vm.returncode
 
     def __enter__(self) -> Machine:
-        return self.start()
+        # `with Machine(...).start() as m:` must not start a second VM beside the first.
+        return self if self._run is not None else self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

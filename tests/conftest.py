@@ -10,4 +10,5 @@ if importlib.util.find_spec("oneproto") is None:
 pytest_plugins = [
     "tests.fixtures.vm",
     "tests.fixtures.images.fixtures",
+    "tests.fixtures.pods",
 ]

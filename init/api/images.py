@@ -8,7 +8,6 @@ unknown image NOT_FOUND, an image in use FAILED_PRECONDITION, an unreachable reg
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from grpclib.server import Stream
@@ -18,8 +17,7 @@ from oneproto import one_pb2
 if TYPE_CHECKING:
     from init.services.image import Image, ImageService
     from init.services.image.puller import Progress
-
-InUse = Callable[[str], bool]  # image digest → used by a container?
+    from init.services.pod.service import PodService
 
 
 def image_info(image: Image) -> one_pb2.ImageInfo:
@@ -28,6 +26,34 @@ def image_info(image: Image) -> one_pb2.ImageInfo:
         references=image.references, digest=image.digest, size=image.size, created=c.created,
         architecture=c.architecture, os=c.os, entrypoint=c.entrypoint, cmd=c.cmd, env=c.env,
         working_dir=c.working_dir, user=c.user, exposed_ports=c.exposed_ports, labels=c.labels)
+
+
+class LatestProgress:
+    """A pull's progress as its client can take it: the latest step per layer. The pull never
+    waits for the client, and a client that reads slowly (or not at all) gets fewer, newer
+    steps instead of a backlog that grows with the pull."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Progress] = {}  # layer ("" for the image) → latest step
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    def put(self, p: Progress) -> None:
+        self._pending[p.layer] = p
+        self._changed.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._changed.set()
+
+    async def get(self) -> Progress | None:
+        """The oldest layer's latest step; None once closed and drained."""
+        while not self._pending:
+            if self._closed:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+        return self._pending.pop(next(iter(self._pending)))
 
 
 async def pull(images: ImageService,
@@ -39,12 +65,12 @@ async def pull(images: ImageService,
         from init.services.image.auth import Credential
 
         credential = Credential(request.username, request.password)
-    queue: asyncio.Queue[Progress | None] = asyncio.Queue()
-    task = asyncio.ensure_future(images.pull(request.reference, queue.put_nowait,
+    steps = LatestProgress()
+    task = asyncio.ensure_future(images.pull(request.reference, steps.put,
                                              credential=credential))
-    task.add_done_callback(lambda _: queue.put_nowait(None))
+    task.add_done_callback(lambda _: steps.close())
     try:
-        while (p := await queue.get()) is not None:
+        while (p := await steps.get()) is not None:
             if p.status == "done":
                 continue  # the last message carries the image, below
             await stream.send_message(one_pb2.PullImageProgress(
@@ -65,10 +91,16 @@ async def list_images(images: ImageService,
     await stream.send_message(one_pb2.ListImagesResponse(images=[image_info(i) for i in found]))
 
 
-async def remove(images: ImageService, in_use: InUse,
+async def remove(images: ImageService, pods: PodService | None,
                  stream: Stream[one_pb2.RemoveImageRequest, one_pb2.RemoveImageResponse]
                  ) -> None:
     request = await stream.recv_message()
     assert request is not None
-    removed = await images.remove(request.reference, in_use)
+    if pods is None:
+        removed = await images.remove(request.reference)
+    else:
+        # From the in-use check to the end: a container taking the image meanwhile waits, then
+        # finds it gone and pulls it again.
+        async with pods.image_use:
+            removed = await images.remove(request.reference, pods.image_in_use)
     await stream.send_message(one_pb2.RemoveImageResponse(removed=removed))

@@ -7,9 +7,8 @@ and streams.
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from grpclib import GRPCError, Status
 from grpclib.server import Stream
@@ -18,6 +17,9 @@ from init.services.pod import logs
 from init.services.pod.model import Container, ContainerSpec, CState, Pod
 from init.services.pod.service import PodService
 from oneproto import one_pb2
+
+if TYPE_CHECKING:
+    from init.services.task.exec import ExecProcess
 
 
 def container_msg(c: Container) -> one_pb2.Container:
@@ -79,6 +81,39 @@ async def list_pods(pods: PodService, stream: Stream[Any, Any]) -> None:
     await stream.send_message(one_pb2.ListPodsResponse(pods=[pod_msg(p) for p in pods.list()]))
 
 
+# --- streams of several sources ----------------------------------------------------------
+
+# Messages read ahead of a slow client, per call: beyond them the sources wait (a process writing
+# to an exec's pipe blocks on it), so the init's memory does not follow what the client ignores.
+READ_AHEAD = 4
+
+
+async def _send_merged(stream: Stream[Any, Any], sources: Sequence[AsyncIterator[Any]]) -> None:
+    """Send the messages of every source in the order they come, until all have ended."""
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=READ_AHEAD)
+    end = object()
+
+    async def pump(source: AsyncIterator[Any]) -> None:
+        async for msg in source:
+            await queue.put(msg)
+        await queue.put(end)
+
+    tasks = [asyncio.ensure_future(pump(s)) for s in sources]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is end:
+                remaining -= 1
+            else:
+                await stream.send_message(item)
+        for t in tasks:
+            await t  # a source that failed fails the call
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
 # --- logs ------------------------------------------------------------------------------------
 
 async def _one_log(c: Container, name: str, r: Any) -> AsyncIterator[one_pb2.LogsResponse]:
@@ -97,36 +132,16 @@ async def logs_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
             async for msg in source:
                 await stream.send_message(msg)
         return
-    # Following several files: each feeds one queue, in the order its bytes arrive.
-    queue: asyncio.Queue[one_pb2.LogsResponse | None] = asyncio.Queue(maxsize=64)
-
-    async def pump(source: AsyncIterator[one_pb2.LogsResponse]) -> None:
-        try:
-            async for msg in source:
-                await queue.put(msg)
-        finally:
-            await queue.put(None)
-
-    tasks = [asyncio.ensure_future(pump(s)) for s in sources]
-    try:
-        remaining = len(tasks)
-        while remaining:
-            item = await queue.get()
-            if item is None:
-                remaining -= 1
-            else:
-                await stream.send_message(item)
-    finally:
-        for t in tasks:
-            t.cancel()
+    # Following several files: each is sent in the order its bytes arrive.
+    await _send_merged(stream, sources)
 
 
 # --- exec ------------------------------------------------------------------------------------
 
-def _output(name: str, data: bytes) -> one_pb2.ExecOutput:
-    if name == "stderr":
-        return one_pb2.ExecOutput(stderr=data)
-    return one_pb2.ExecOutput(stdout=data)
+async def _outputs(proc: ExecProcess, name: str) -> AsyncIterator[one_pb2.ExecOutput]:
+    async for data in proc.chunks(name):
+        yield (one_pb2.ExecOutput(stderr=data) if name == "stderr"
+               else one_pb2.ExecOutput(stdout=data))
 
 
 async def exec_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
@@ -135,24 +150,6 @@ async def exec_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
         raise GRPCError(Status.INVALID_ARGUMENT, "the first Exec message must be `start`")
     s = first.start
     proc = await pods.exec(s.pod_id, s.container_id, list(s.command), list(s.env), tty=s.tty)
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-    open_outputs = set(proc.outputs)
-
-    def readable(name: str, fd: int) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: the terminal's last user is gone
-            data = b""
-        if not data:
-            loop.remove_reader(fd)
-            open_outputs.discard(name)
-        queue.put_nowait((name, data))
-
-    for name, fd in proc.outputs.items():
-        loop.add_reader(fd, readable, name, fd)
 
     async def feed() -> None:
         async for msg in stream:
@@ -165,35 +162,12 @@ async def exec_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
 
     feeder = asyncio.ensure_future(feed())
     try:
-        while open_outputs or not queue.empty():
-            getter: asyncio.Future[tuple[str, bytes]] = asyncio.ensure_future(queue.get())
-            waits: list[asyncio.Future[Any]] = [getter, proc.status]
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
-                break  # exited: drain what is left below
-            name, data = getter.result()
-            if data:
-                await stream.send_message(_output(name, data))
-        while not queue.empty():
-            name, data = queue.get_nowait()
-            if data:
-                await stream.send_message(_output(name, data))
-        for name, fd in proc.outputs.items():
-            if name in open_outputs:
-                loop.remove_reader(fd)
-                while True:
-                    try:
-                        data = os.read(fd, 65536)
-                    except OSError:
-                        break
-                    if not data:
-                        break
-                    await stream.send_message(_output(name, data))
+        await _send_merged(stream, [_outputs(proc, name) for name in proc.outputs])
         status = await proc.status
         await stream.send_message(one_pb2.ExecOutput(exit_code=proc.exit_code(status)))
     finally:
         feeder.cancel()
-        for fd in proc.outputs.values():
-            loop.remove_reader(fd)
+        # A client that went away takes its process with it, as containerd's CRI does: nobody
+        # could read its output or give it input any more.
+        proc.kill()
         proc.close()

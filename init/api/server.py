@@ -43,6 +43,7 @@ class ApiServer:
         try:
             from grpclib.server import Server
 
+            from init.api import limits
             from init.api.service import OneService
             from init.net import netinfo
 
@@ -51,6 +52,7 @@ class ApiServer:
             service = OneService(version=version, pods=pods, request_shutdown=request_shutdown,
                                  default_grace=default_grace, network=network or netinfo.read,
                                  images=images)
+            limits.install()
             server = Server([service])
             await server.start(sock=listener.sock)
         except BaseException:

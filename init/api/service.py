@@ -43,21 +43,34 @@ def guard(method: str, func: StreamHandler) -> StreamHandler:
     async def guarded(stream: Stream[Any, Any]) -> None:
         try:
             await func(stream)
-        except GRPCError:
-            raise  # a deliberate status: grpclib sends it as is
+        except GRPCError as e:
+            if e.message is None or len(e.message) <= MAX_STATUS_MESSAGE:
+                raise  # a deliberate status: grpclib sends it as is
+            raise GRPCError(e.status, _short(e.message), e.details) from e
         except ServiceError as e:
-            raise GRPCError(getattr(Status, e.grpc_status, Status.INTERNAL), str(e)) from e
+            raise GRPCError(getattr(Status, e.grpc_status, Status.INTERNAL), _short(str(e))
+                            ) from e
         except (StreamTerminatedError, h2.exceptions.StreamClosedError):
             # The client went away (reset or disconnect): nobody to answer, nothing is wrong here.
             LOG.debug("API %s: client gone", method)
             raise
         except Exception as e:
             LOG.error("API %s failed: %s: %s", method, type(e).__name__, e, exc_info=True)
-            raise GRPCError(Status.INTERNAL,
-                            f"{method}: internal error in the init ({type(e).__name__}: {e})"
-                            ) from e
+            raise GRPCError(Status.INTERNAL, _short(
+                f"{method}: internal error in the init ({type(e).__name__}: {e})")) from e
 
     return guarded
+
+
+# Characters of an error message sent back (grpc-message): messages quote what the client sent,
+# and encoding a header costs time quadratic in its length (hpack's Huffman coder).
+MAX_STATUS_MESSAGE = 1024
+
+
+def _short(message: str) -> str:
+    if len(message) <= MAX_STATUS_MESSAGE:
+        return message
+    return message[:MAX_STATUS_MESSAGE - 30] + f"... ({len(message)} characters)"
 
 
 PodHandler = Callable[["PodService", Stream[Any, Any]], Awaitable[None]]
@@ -141,9 +154,7 @@ class OneService(one_grpc.OneServiceBase):
 
     async def RemoveImage(self, stream: Stream[one_pb2.RemoveImageRequest,
                                                one_pb2.RemoveImageResponse]) -> None:
-        pods = self._pods
-        await images_api.remove(self._image_service(),
-                                pods.image_in_use if pods else lambda digest: False, stream)
+        await images_api.remove(self._image_service(), self._pods, stream)
 
     # --- pods, logs and exec (init/api/pods.py) ------------------------------------------------
 

@@ -21,10 +21,20 @@ LOG = logging.getLogger("mvirt-one")
 RESOLV_CONF = Path("/etc/resolv.conf")
 
 IFF_LOOPBACK = 0x8
-IFA_F_SECONDARY = 0x01
+IFA_F_SECONDARY = 0x01  # IPv4; for IPv6 the same bit is IFA_F_TEMPORARY (a privacy address)
+IFA_F_TEMPORARY = 0x01
 IFA_F_DADFAILED = 0x08
+IFA_F_DEPRECATED = 0x20
 IFA_F_TENTATIVE = 0x40
 RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_SITE = 200
+# Link types of IP-in-IP, 6in4 (sit), IPv6-in-IPv6 and GRE tunnels (linux/if_arp.h): the kernel
+# makes a fallback device of each (sit0, tunl0...) when the protocol is built in; no NIC of the
+# VM, never reported.
+ARPHRD_TUNNEL, ARPHRD_TUNNEL6, ARPHRD_SIT, ARPHRD_IPGRE, ARPHRD_IP6GRE = 768, 769, 776, 778, 823
+TUNNEL_TYPES = frozenset({ARPHRD_TUNNEL, ARPHRD_TUNNEL6, ARPHRD_SIT, ARPHRD_IPGRE,
+                          ARPHRD_IP6GRE})
+ULA = ipaddress.IPv6Network("fc00::/7")
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
 
@@ -52,6 +62,7 @@ class Link(NamedTuple):
     name: str
     mac: str
     loopback: bool
+    tunnel: bool = False  # an IP tunnel (sit, ipip, gre...): not reported
 
 
 class Address(NamedTuple):
@@ -72,7 +83,8 @@ class Gateway(NamedTuple):
 
 def link_of(msg: Mapping[str, Any]) -> Link:
     return Link(int(msg["index"]), str(msg.get("IFLA_IFNAME") or f"if{msg['index']}"),
-                str(msg.get("IFLA_ADDRESS") or ""), bool(int(msg["flags"]) & IFF_LOOPBACK))
+                str(msg.get("IFLA_ADDRESS") or ""), bool(int(msg["flags"]) & IFF_LOOPBACK),
+                int(msg.get("ifi_type") or 0) in TUNNEL_TYPES)
 
 
 def address_of(msg: Mapping[str, Any]) -> Address | None:
@@ -119,12 +131,30 @@ def parse_resolv_conf(text: str) -> tuple[list[str], list[str]]:
     return v4, v6
 
 
+def _ipv6_rank(a: Address) -> tuple[int, ...] | None:
+    """How good an address is to report (lower is better), None if not at all: global, then
+    unique local (fc00::/7), then site-local (fec0::/10, what qemu's user network hands out);
+    a usable one before a deprecated one, a stable one before a temporary one. Link-local and
+    host addresses, and those still in or failed at duplicate detection, are not reported."""
+    if a.flags & (IFA_F_DADFAILED | IFA_F_TENTATIVE):
+        return None
+    if a.scope == RT_SCOPE_UNIVERSE:
+        kind = 1 if ipaddress.IPv6Address(a.address.split("%")[0]) in ULA else 0
+    elif a.scope == RT_SCOPE_SITE:
+        kind = 2
+    else:
+        return None
+    return (kind, bool(a.flags & IFA_F_DEPRECATED), bool(a.flags & IFA_F_TEMPORARY))
+
+
 def assemble(links: Iterable[Link], addresses: Iterable[Address], gateways: Iterable[Gateway],
              dns: tuple[list[str], list[str]]) -> list[InterfaceState]:
-    """Interfaces in index order with their first usable addresses and default gateways."""
+    """Interfaces in index order (IP tunnels left out) with their primary IPv4 address, best
+    IPv6 address and default gateways."""
     out = {link.ifindex: InterfaceState(link.ifindex, link.name, link.mac, link.loopback)
-           for link in sorted(links)}
+           for link in sorted(links) if not link.tunnel}
     primary_v4: set[int] = set()
+    best_v6: dict[int, tuple[int, ...]] = {}
     for a in addresses:
         iface = out.get(a.ifindex)
         if iface is None:
@@ -136,9 +166,9 @@ def assemble(links: Iterable[Link], addresses: Iterable[Address], gateways: Iter
                 iface.ipv4_netmask = str(ipaddress.IPv4Network(f"0.0.0.0/{a.prefixlen}").netmask)
                 if not a.flags & IFA_F_SECONDARY:
                     primary_v4.add(a.ifindex)
-        elif (a.family == socket.AF_INET6 and not iface.ipv6_address
-              and a.scope == RT_SCOPE_UNIVERSE
-              and not a.flags & (IFA_F_DADFAILED | IFA_F_TENTATIVE)):
+        elif a.family == socket.AF_INET6 and (rank := _ipv6_rank(a)) is not None \
+                and rank < best_v6.get(a.ifindex, (9,)):
+            best_v6[a.ifindex] = rank
             iface.ipv6_address = a.address
     for gw in sorted(gateways, key=lambda g: g.metric):  # lowest metric wins, as in the kernel
         iface = out.get(gw.oif)

@@ -1,4 +1,5 @@
-"""The few syscalls Python's os module lacks, through ctypes: mount, umount2, reboot, prctl."""
+"""The few syscalls Python's os module lacks, through ctypes: mount, umount2, reboot, prctl,
+openat2."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ RB_DISABLE_CAD = 0
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NAME = 15
+
+SYS_OPENAT2 = 437  # the same number on every architecture (added after the syscall tables merged)
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
 
 
 def _check(result: int, what: str) -> None:
@@ -47,3 +57,17 @@ def reboot(command: int) -> None:
 
 def set_child_subreaper() -> None:
     _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def open_in_root(root_fd: int, path: str, flags: int) -> int:
+    """openat2(RESOLVE_IN_ROOT): open `path` as if `root_fd` were `/` — symlinks (absolute ones
+    too) and `..` resolve inside it, as they would for a process chrooted there."""
+    how = _OpenHow(flags, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    _libc.syscall.restype = ctypes.c_long
+    fd = _libc.syscall(ctypes.c_long(SYS_OPENAT2), ctypes.c_long(root_fd),
+                       ctypes.c_char_p(path.encode()), ctypes.byref(how),
+                       ctypes.c_size_t(ctypes.sizeof(how)))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return int(fd)

@@ -3,13 +3,19 @@
 subprocess.Popen and asyncio's child watchers call waitpid() on their own pids, which races with
 the reaper that must collect every child. posix_spawn starts a process and leaves its status to
 the reaper alone.
+
+PID 1 protects itself from the OOM killer (`protect_from_oom`); its children must not inherit
+that, or the OOM killer would find nothing to kill: each starts with a normal score, whatever
+the init's own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 
 # Signals the init handles itself: the child starts with their default action restored.
 _HANDLED = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPWR,
@@ -30,12 +36,57 @@ def spawn(
     for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
         if fd is not None:
             actions.append((os.POSIX_SPAWN_DUP2, fd, target))
-    return os.posix_spawnp(
-        argv[0],
-        list(argv),
-        dict(env if env is not None else os.environ),
-        file_actions=actions,
-        setsigdef=_HANDLED,
-        setsigmask=(),
-        setsid=new_session,
-    )
+    with _normal_oom_score():
+        return os.posix_spawnp(
+            argv[0],
+            list(argv),
+            dict(env if env is not None else os.environ),
+            file_actions=actions,
+            setsigdef=_HANDLED,
+            setsigmask=(),
+            setsid=new_session,
+        )
+
+
+@contextlib.contextmanager
+def _normal_oom_score() -> Iterator[None]:
+    """The init's score is the normal one while a child is made, which inherits it at fork: no
+    moment where the child (or one it starts at once) runs with the init's protection. The init
+    is unprotected for that moment only (PID 1 may lower its score again: CAP_SYS_RESOURCE)."""
+    with _score_lock:
+        own = _oom_score_adj("self")
+        changed = False
+        if own != NORMAL_OOM_SCORE_ADJ:
+            with contextlib.suppress(OSError):  # a child that inherits: better than no child
+                _set_oom_score_adj("self", NORMAL_OOM_SCORE_ADJ)
+                changed = True
+        try:
+            yield
+        finally:
+            if changed:
+                with contextlib.suppress(OSError):
+                    _set_oom_score_adj("self", own)
+
+
+NORMAL_OOM_SCORE_ADJ = 0
+PROTECTED_OOM_SCORE_ADJ = -1000  # never chosen by the OOM killer
+_score_lock = threading.Lock()  # one spawn at a time changes the init's score
+
+
+def _oom_score_adj(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/oom_score_adj") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return NORMAL_OOM_SCORE_ADJ
+
+
+def _set_oom_score_adj(pid: str, value: int) -> None:
+    with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+        f.write(str(value))
+
+
+def protect_from_oom() -> None:
+    """The OOM killer never picks this process (PID 1: its death is the VM's). OSError if not
+    permitted (it takes CAP_SYS_RESOURCE)."""
+    _set_oom_score_adj("self", PROTECTED_OOM_SCORE_ADJ)

@@ -24,7 +24,7 @@ import pytest
 
 from init.version import VERSION
 from oneproto import one_pb2, one_pb2_grpc
-from tests.fixtures.local import FROZEN, SOURCE_INIT, LocalInit
+from tests.fixtures.local import FROZEN, SOURCE_INIT, LocalInit, serving
 from tests.fixtures.paths import TARGET
 
 BENCH = TARGET / "bench"
@@ -33,17 +33,9 @@ CALL_TIMEOUT = 10.0
 
 @pytest.fixture
 def api_sock(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "api.sock"
-    init = LocalInit(tmp_path, f"unix:{path}")
-    try:
-        init.wait_for(r"phase ready")
-        yield path
-        assert init.proc.poll() is None, f"the init died:\n{init.log()}"
-    finally:
-        rc = init.stop()
-    assert rc == 0, init.log()
-    # Nothing a client did may show up as an error of the init.
-    assert not re.search(r"error:|Traceback", init.log()), init.log()
+    # Nothing a client does may show up as an error of the init (serving checks its log).
+    with serving(tmp_path) as init:
+        yield Path(init.listen.removeprefix("unix:"))
 
 
 def _stub(target: str) -> tuple[grpc.Channel, one_pb2_grpc.OneServiceStub]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +87,38 @@ def test_interrupted_blob_resumes_with_range(image_service: ImageService, image_
     assert -200 in statuses and 206 in statuses  # cut once, then resumed, not restarted
 
 
+@pytest.mark.parametrize("content_range", ["", "bytes */1000", "bytes 5-9/10", "pages 0-1/2"])
+def test_unusable_206_fails_after_bounded_retries(image_service: ImageService,
+                                                  image_proxy: Proxy, busybox_image: Pushed,
+                                                  content_range: str) -> None:
+    """A server that answers every blob download 206 with no usable Content-Range: a few
+    attempts with back-off, then a clear error (and the store's locks released)."""
+    image_proxy.bad_range = content_range
+    start = time.monotonic()
+    with pytest.raises(RegistryError, match=r"unusable Content-Range .* after 4 attempts"):
+        pull(image_service, f"{image_proxy.address}/{busybox_image.name}")
+    assert time.monotonic() - start < 30
+    assert len(image_proxy.requests("GET", "blobs")) == 4
+    assert_store_clean(image_service)
+    image_proxy.bad_range = None
+    assert pull(image_service, f"{image_proxy.address}/{busybox_image.name}").digest \
+        == busybox_image.digest
+
+
+def test_bad_range_answer_to_a_resume_starts_over(image_service: ImageService,
+                                                  image_proxy: Proxy,
+                                                  busybox_image: Pushed) -> None:
+    """Cut once, then the resume is answered badly: the blob is fetched again from the start,
+    without a Range."""
+    image_proxy.cut_after, image_proxy.cuts = 300_000, 1
+    image_proxy.bad_range, image_proxy.bad_range_on_resume = "bytes */1", True
+    image = pull(image_service, f"{image_proxy.address}/{busybox_image.name}")
+    assert image.digest == busybox_image.digest
+    statuses = [s for m, p, s in image_proxy.log if m == "GET" and "/blobs/" in p]
+    assert statuses.count(-200) == 1 and statuses.count(206) == 1  # cut, bad answer to resume
+    assert statuses[statuses.index(206) + 1] == 200  # then all of it again, no Range
+
+
 def test_registry_down(image_service: ImageService) -> None:
     ref = f"127.0.0.1:{free_port()}/nothing:latest"
     with pytest.raises(RegistryError, match="refused"):
@@ -99,17 +132,13 @@ def _hostile_cases(outside: Path) -> dict[str, list[list[Entry]]]:
     return {
         "dotdot-path": [[ok, Entry(f"{up}/pwned", data=b"x")]],
         "absolute-path": [[ok, Entry(f"{outside}/pwned", data=b"x")]],
-        "escaping-symlink": [[Entry("esc", "symlink", target=up)]],
-        "escaping-symlink-nested": [[Entry("a/", "dir", mode=0o755),
-                                     Entry("a/esc", "symlink", target="../../etc")]],
         "dotdot-hardlink": [[Entry("h", "hardlink", target=f"{up}/victim")]],
         "absolute-hardlink": [[Entry("h", "hardlink", target="/etc/passwd")]],
         "dotdot-whiteout": [[ok, Entry("x/../../.wh.ok")]],
     }
 
 
-@pytest.mark.parametrize("case", ["dotdot-path", "absolute-path", "escaping-symlink",
-                                  "escaping-symlink-nested", "dotdot-hardlink",
+@pytest.mark.parametrize("case", ["dotdot-path", "absolute-path", "dotdot-hardlink",
                                   "absolute-hardlink", "dotdot-whiteout"])
 def test_refused_layers(case: str, image_service: ImageService, image_registry: Registry,
                         outside: Path) -> None:
@@ -150,6 +179,29 @@ def test_links_through_symlinks_stay_inside(image_service: ImageService,
     hl = os.stat(root / "hl")
     assert hl.st_ino == os.stat(root / "etc" / "passwd").st_ino != host_passwd.st_ino
     assert os.readlink(root / "out") == str(outside)  # kept verbatim for the container
+
+
+def test_relative_symlinks_climbing_above_the_root(image_service: ImageService,
+                                                   image_registry: Registry,
+                                                   outside: Path) -> None:
+    """Accepted as Docker accepts them (real images have them), stored verbatim, and whatever a
+    later layer writes through them lands inside the rootfs."""
+    up = "../" * 12 + str(outside).lstrip("/")
+    lower = [Entry("esc", "symlink", target=up),
+             Entry("usr/", "dir", mode=0o755), Entry("usr/lib/", "dir", mode=0o755),
+             Entry("usr/lib/os-release", "symlink", target="../../../../etc/os-release"),
+             Entry("etc/", "dir", mode=0o755),
+             Entry("etc/os-release", data=b"ID=fixture\n")]
+    upper = [Entry("esc/pwned", data=b"inside\n"),
+             Entry("usr/lib/os-release-copy", "hardlink", target="etc/os-release")]
+    build.push_layers(image_registry, "hostile", "climbing", [build.tar_layer(lower),
+                                                             build.tar_layer(upper)])
+    image = pull(image_service, f"{image_registry.address}/hostile:climbing")
+    root = image.rootfs
+    assert os.readlink(root / "esc") == up
+    assert (root / str(outside).lstrip("/") / "pwned").read_text() == "inside\n"
+    assert os.readlink(root / "usr" / "lib" / "os-release") == "../../../../etc/os-release"
+    assert (root / "usr" / "lib" / "os-release-copy").read_text() == "ID=fixture\n"
 
 
 def test_symlink_loop_is_refused(image_service: ImageService, image_registry: Registry) -> None:

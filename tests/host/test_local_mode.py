@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from oneproto import one_pb2
+from tests.fixtures.images.fixtures import Pushed
+from tests.fixtures.images.registry import Registry
+from tests.fixtures.local import LocalInit
+from tests.fixtures.pods import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,19 +37,8 @@ def _wait_line(proc: subprocess.Popen[str], pattern: str, timeout: float, seen: 
     raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(seen)}")
 
 
-def _zombies_of(pid: int) -> list[str]:
-    zombies = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z" and int(fields[1]) == pid:
-            zombies.append(entry)
-    return zombies
+def _zombies_of(pid: int) -> list[int]:
+    return [p.pid for p in processes() if p.state == "Z" and p.ppid == pid]
 
 
 def test_orphaned_grandchild_is_reaped_by_the_subreaper(tmp_path: Path) -> None:
@@ -89,3 +86,27 @@ def test_signals_stop_local_mode_cleanly(tmp_path: Path, sig: signal.Signals) ->
     assert proc.wait(timeout=30) == 0
     assert proc.stderr is not None
     assert f"shutdown requested ({sig.name})" in proc.stderr.read()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
+def test_no_other_user_can_enter_the_data_directory(image_registry: Registry,
+                                                    busybox_image: Pushed) -> None:
+    # Not under pytest's tmp_path: that is already 0700, which would hide what the init does.
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="one-data-") as top:
+        os.chmod(top, 0o711)
+        data = Path(top) / "data"
+        data.mkdir(mode=0o755)  # as an older init, or a user, made it
+        init = LocalInit(Path(top), f"unix:{top}/api.sock")
+        try:
+            with init.client() as stub:
+                for _ in stub.PullImage(one_pb2.PullImageRequest(
+                        reference=f"{image_registry.address}/{busybox_image.name}"), timeout=60):
+                    pass
+            assert stat.S_IMODE(data.stat().st_mode) == 0o700
+            busybox = next((data / "images" / "rootfs").glob("*/bin/busybox"))
+            nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534",
+                                     "--clear-groups", "cat", str(busybox)],
+                                    capture_output=True, text=True)
+            assert nobody.returncode != 0 and "Permission denied" in nobody.stderr, nobody
+        finally:
+            assert init.stop() == 0, init.log()

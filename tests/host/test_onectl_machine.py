@@ -150,6 +150,22 @@ def test_leaving_the_with_block_on_an_error_stops_everything(
     assert not machine.ready_socket.exists()
 
 
+def test_a_started_machine_in_a_with_block_is_not_started_twice(short_tmp: Path) -> None:
+    try:
+        tools.qemu()
+        tools.vhost_device_vsock()
+    except OnectlError as e:
+        pytest.skip(str(e))
+    started = Machine(_config(short_tmp, _halting_kernel()), short_tmp / "run").start()
+    first = started.vm
+    with started as machine:
+        assert machine is started and machine.vm is first  # the same qemu, no second one
+        daemons = _left_running(machine.run_dir)
+        assert len([d for d in daemons if "vhost-device-vsock" in d]) == 1, daemons
+        machine.stop(timeout=1)  # the guest ignores the power button: do not wait a minute
+    assert _left_running(started.run_dir) == []
+
+
 @pytest.mark.parametrize("machine_type,device", [("q35", "virtio-blk-pci"),
                                                  ("microvm", "virtio-blk-device")])
 def test_qemu_attaches_the_data_disk_as_virtio_blk(short_tmp: Path, machine_type: str,

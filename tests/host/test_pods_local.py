@@ -11,67 +11,26 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 
-from oneproto import one_pb2, one_pb2_grpc
+from oneproto import one_pb2
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.local import FROZEN, SOURCE_INIT, LocalInit, oci_runtime
+from tests.fixtures.pods import CALL, HOST_PODS, Env, ctr, pod_env, run_pod, wait_state
 
-pytestmark = [pytest.mark.host,
-              pytest.mark.skipif(os.geteuid() != 0, reason="OCI runtimes need root")]
-CALL = 60.0
-
-
-@dataclass
-class Env:
-    init: LocalInit
-    stub: one_pb2_grpc.OneServiceStub
-    image: str  # the busybox reference on the loopback registry
+pytestmark = HOST_PODS
 
 
 @pytest.fixture(params=["runc", "crun"])
 def env(request: pytest.FixtureRequest, tmp_path: Path, image_registry: Registry,
         busybox_image: Pushed) -> Iterator[Env]:
-    runtime = oci_runtime(request.param, tmp_path)
-    init = LocalInit(tmp_path, f"unix:{tmp_path / 'api.sock'}",
-                     [*SOURCE_INIT, "--runtime", runtime])
-    try:
-        with init.client() as stub:
-            yield Env(init, stub, f"{image_registry.address}/{busybox_image.name}")
-            for pod in stub.ListPods(one_pb2.Empty(), timeout=CALL).pods:
-                stub.DeletePod(one_pb2.DeletePodRequest(id=pod.id, force=True), timeout=CALL)
-            assert stub.Health(one_pb2.Empty(), timeout=CALL).healthy
-        assert init.proc.poll() is None, f"the init died:\n{init.log()}"
-    finally:
-        rc = init.stop()
-    assert rc == 0, init.log()
-    assert not re.search(r"Traceback|internal error", init.log()), init.log()
-
-
-def ctr(cid: str, image: str, *command: str) -> one_pb2.ContainerSpec:
-    return one_pb2.ContainerSpec(id=cid, image=image, command=list(command))
-
-
-def run_pod(env: Env, pod_id: str, *containers: one_pb2.ContainerSpec) -> one_pb2.Pod:
-    created = env.stub.CreatePod(one_pb2.CreatePodRequest(id=pod_id, containers=containers),
-                                 timeout=CALL)
-    assert created.state == one_pb2.POD_STATE_CREATED, created
-    return env.stub.StartPod(one_pb2.StartPodRequest(id=pod_id), timeout=CALL)
-
-
-def wait_state(env: Env, pod_id: str, state: int, timeout: float = 30.0) -> one_pb2.Pod:
-    deadline = time.monotonic() + timeout
-    while True:
-        pod = env.stub.GetPod(one_pb2.GetPodRequest(id=pod_id), timeout=CALL)
-        if pod.state == state or time.monotonic() > deadline:
-            assert pod.state == state, pod
-            return pod
-        time.sleep(0.1)
+    with pod_env(tmp_path, oci_runtime(request.param, tmp_path),
+                 f"{image_registry.address}/{busybox_image.name}") as e:
+        yield e
 
 
 def logs(env: Env, pod_id: str, **kw: object) -> tuple[bytes, bytes]:

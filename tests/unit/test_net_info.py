@@ -100,3 +100,62 @@ def test_live_read_matches_the_kernel(tmp_path: Path) -> None:
     for iface in out:
         if not iface.loopback:
             assert iface.ipv4_dns == ["127.0.0.53"]
+
+
+# Recorded through pyroute2 (the fields netinfo reads), in a network namespace holding an
+# address of each kind on a veth that has the guest's MAC, as `ip -6 addr` shows them:
+#   2001:db8:1::5/64 scope global deprecated    2001:db8::5/64 scope global
+#   fd00:1::5/64 scope global                   fec0::5054:ff:fe12:3456/64 scope site
+#   fe80::5054:ff:fe12:3456/64 scope link tentative
+# plus a sit0 as the kernel makes it with CONFIG_IPV6_SIT (ARPHRD_SIT, IFF_NOARP, down; the VM
+# fault test checks the guest's real one is left out).
+RECORDED_LINKS = [
+    {"index": 1, "flags": 65609, "ifi_type": 772, "IFLA_IFNAME": "lo",
+     "IFLA_ADDRESS": "00:00:00:00:00:00"},
+    {"index": 2, "flags": 128, "ifi_type": 776, "IFLA_IFNAME": "sit0",
+     "IFLA_ADDRESS": "00:00:00:00"},
+    {"index": 3, "flags": 69699, "ifi_type": 1, "IFLA_IFNAME": "eth0",
+     "IFLA_ADDRESS": "52:54:00:12:34:56"},
+]
+
+
+def _addr(index: int, family: int, prefixlen: int, scope: int, flags: int,
+          address: str) -> dict[str, Any]:
+    """An address message as pyroute2 hands it over: IPv6 ones carry no IFA_LOCAL."""
+    return {"index": index, "family": family, "prefixlen": prefixlen, "scope": scope,
+            "flags": flags, "IFA_FLAGS": flags, "IFA_ADDRESS": address,
+            "IFA_LOCAL": address if family == AF4 else None}
+
+
+RECORDED_ADDRS = [
+    _addr(1, AF4, 8, 254, 128, "127.0.0.1"),
+    _addr(3, AF4, 24, 0, 128, "10.0.2.15"),
+    _addr(1, AF6, 128, 254, 128, "::1"),
+    _addr(3, AF6, 64, 0, 162, "2001:db8:1::5"),
+    _addr(3, AF6, 64, 0, 130, "2001:db8::5"),
+    _addr(3, AF6, 64, 0, 130, "fd00:1::5"),
+    _addr(3, AF6, 64, 200, 130, "fec0::5054:ff:fe12:3456"),
+    _addr(3, AF6, 64, 253, 192, "fe80::5054:ff:fe12:3456"),
+]
+
+
+def _recorded(without: tuple[str, ...] = ()) -> list[netinfo.InterfaceState]:
+    addrs = [a for m in RECORDED_ADDRS
+             if (a := netinfo.address_of(m)) is not None and a.address not in without]
+    return netinfo.assemble([netinfo.link_of(m) for m in RECORDED_LINKS], addrs,
+                            [Gateway(AF4, 3, "10.0.2.2", 0)], (["10.0.2.3"], []))
+
+
+def test_tunnels_are_not_reported_nor_given_the_dns_servers() -> None:
+    out = _recorded()
+    assert [i.name for i in out] == ["lo", "eth0"]
+    assert out[1].ipv4_dns == ["10.0.2.3"]
+
+
+def test_the_best_ipv6_address_is_reported() -> None:
+    # Each in turn, as the better ones go: global and usable, global but deprecated, unique
+    # local, then qemu user networking's SLAAC address in fec0::/64 (site-local).
+    order = ["2001:db8::5", "2001:db8:1::5", "fd00:1::5", "fec0::5054:ff:fe12:3456"]
+    for gone in range(len(order) + 1):
+        expected = order[gone] if gone < len(order) else ""  # link-local only: none
+        assert _recorded(tuple(order[:gone]))[1].ipv6_address == expected

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import pytest
@@ -43,6 +46,57 @@ def test_users_from_the_image(tmp_path: Path) -> None:
     with pytest.raises(InvalidPod):
         spec.resolve_user("nobody", tmp_path)
 
+
+
+def _passwd_lookup_in_a_thread(user: str, rootfs: Path, fifo: Path | None = None) -> object:
+    """resolve_user's result or exception, failing if it blocks (a FIFO is then unblocked by
+    opening it for writing, so the thread ends)."""
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(spec.resolve_user, user, rootfs)
+        try:
+            return future.result(timeout=10) if future.exception(timeout=10) is None \
+                else future.exception()
+        except FutureTimeout:
+            if fifo is not None:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            raise AssertionError(f"resolve_user({user!r}) blocked") from None
+
+
+def test_users_are_looked_up_inside_the_rootfs_only(tmp_path: Path) -> None:
+    host = tmp_path / "host-secret"
+    host.write_text("app:x:4242:4242::/:/bin/sh\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    passwd = root / "etc/passwd"
+    for target in (str(host), "../../../../../../.." + str(host)):
+        passwd.unlink(missing_ok=True)
+        passwd.symlink_to(target)  # the container sees no such file
+        with pytest.raises(InvalidPod, match="not in its /etc/passwd"):
+            spec.resolve_user("app", root)
+        assert spec.resolve_user("4242", root) == (4242, 0)
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "usr/lib/passwd").write_text("app:x:7:8::/:/bin/sh\n")
+    for target in ("/usr/lib/passwd", "../usr/lib/passwd", "../../../usr/lib/passwd"):
+        passwd.unlink()
+        passwd.symlink_to(target)  # inside the rootfs, as the container resolves it
+        assert spec.resolve_user("app", root) == (7, 8)
+
+
+def test_a_passwd_that_is_no_regular_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    fifo = tmp_path / "etc/passwd"
+    os.mkfifo(fifo)
+    for user in ("app", "1000"):
+        err = _passwd_lookup_in_a_thread(user, tmp_path, fifo)
+        assert isinstance(err, InvalidPod) and "not a regular file" in str(err), err
+    fifo.unlink()
+    fifo.mkdir()
+    assert isinstance(_passwd_lookup_in_a_thread("app", tmp_path), InvalidPod)
+    fifo.rmdir()
+    with open(fifo, "wb") as f:
+        f.truncate(5 << 20)  # sparse: larger than any passwd
+    err = _passwd_lookup_in_a_thread("app", tmp_path)
+    assert isinstance(err, InvalidPod) and "larger than" in str(err), err
 
 def test_config_namespaces_and_mounts(tmp_path: Path) -> None:
     doc = spec.config(_proc(tmp_path), rootfs=tmp_path, hostname="pod",

@@ -19,6 +19,7 @@ from onectl.machine import Machine, MachineConfig
 from tests.fixtures.cli import onectl
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
+from tests.fixtures.images.splice import guestfwd
 from tests.fixtures.vm import Artifacts, boot_machine
 
 pytestmark = pytest.mark.vm
@@ -30,7 +31,7 @@ def _config(artifacts: Artifacts, proxy: Proxy, disk: Path | None) -> MachineCon
     return MachineConfig(
         kernel=artifacts.bzimage, boot="direct", initrd=artifacts.initramfs,
         append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
-        net="restricted", guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{proxy.address}"],
+        net="restricted", guestfwd=[guestfwd(GUEST_REGISTRY, proxy.address)],
         accel="tcg", data_disk=disk)
 
 

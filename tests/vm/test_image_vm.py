@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from onectl.machine import Machine, MachineConfig
-from tests.fixtures.cli import onectl
+from tests.fixtures.cli import onectl, pulled
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
+from tests.fixtures.images.splice import guestfwd
 from tests.fixtures.vm import Artifacts, boot_machine
 
 pytestmark = pytest.mark.vm
@@ -30,16 +31,14 @@ def test_guest_pulls_from_the_host_registry(artifacts: Artifacts, tmp_path: Path
     config = MachineConfig(
         kernel=artifacts.bzimage, boot="direct", initrd=artifacts.initramfs,
         append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
-        net="restricted", guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{image_proxy.address}"],
+        net="restricted", guestfwd=[guestfwd(GUEST_REGISTRY, image_proxy.address)],
         accel="tcg")
     machine = boot_machine(config, tmp_path)
     machines.append(machine)
     address = str(machine.address)
     ref = f"{GUEST_REGISTRY}/{busybox_image.name}"
 
-    pulled = onectl("-a", address, "pull", ref, "-o", "json", timeout=300)
-    assert pulled.returncode == 0, pulled.stderr
-    image = json.loads(pulled.stdout)
+    image = pulled(address, ref)
     assert image["digest"] == busybox_image.digest and image["references"] == [ref]
     assert image["entrypoint"] == ["/bin/sh"] and image["architecture"] == "amd64"
     assert image_proxy.requests("GET", "blobs")  # the layers came over the guest's network

@@ -18,8 +18,9 @@ from onectl.machine import Machine, MachineConfig
 from tests.fixtures.cli import onectl
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
-from tests.fixtures.pods import check_logs_and_exec, stop_and_remove, write_pod_file
+from tests.fixtures.images.splice import guestfwd
 from tests.fixtures.vm import Artifacts, boot_machine
+from tests.fixtures.vm_pods import check_logs_and_exec, stop_and_remove, write_pod_file
 
 pytestmark = pytest.mark.vm
 
@@ -33,7 +34,7 @@ def test_pod_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
     config = MachineConfig(
         kernel=artifacts.uki, boot="uefi",
         append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
-        net="restricted", guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{image_proxy.address}"],
+        net="restricted", guestfwd=[guestfwd(GUEST_REGISTRY, image_proxy.address)],
         accel="tcg", memory_mib=128)
     machine = boot_machine(config, tmp_path)
     machines.append(machine)

@@ -20,8 +20,9 @@ from onectl.machine import Machine, MachineConfig
 from tests.fixtures.cli import onectl
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
-from tests.fixtures.pods import check_logs_and_exec, stop_and_remove, write_pod_file
+from tests.fixtures.images.splice import guestfwd
 from tests.fixtures.vm import BOOT_TIMEOUT, FIRST_LINE_TIMEOUT, INIT_STARTS, Artifacts
+from tests.fixtures.vm_pods import check_logs_and_exec, stop_and_remove, write_pod_file
 
 pytestmark = pytest.mark.vm
 
@@ -42,7 +43,7 @@ def test_a_pod_lives_its_whole_life_in_a_96_mib_vm_booted_from_the_uki(
     config = MachineConfig(
         kernel=artifacts.uki, boot="uefi",
         append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
-        net="restricted", guestfwd=[f"tcp:{GUEST_REGISTRY}-tcp:{image_proxy.address}"],
+        net="restricted", guestfwd=[guestfwd(GUEST_REGISTRY, image_proxy.address)],
         accel="tcg", memory_mib=MEMORY_MIB)
     machine = Machine(config, tmp_path / "run").start()
     machines.append(machine)

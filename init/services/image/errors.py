@@ -47,3 +47,16 @@ class ImageInUse(ImageError, status="FAILED_PRECONDITION"): ...
 
 # The data directory has not the room an image needs (checked before, or ran out midway).
 class NoSpace(ImageError, status="RESOURCE_EXHAUSTED"): ...
+
+
+# The registry's TLS certificate did not verify (untrusted issuer, wrong name, expired):
+# retrying cannot help until the certificate or the trusted CAs change.
+class UntrustedRegistry(RegistryError, status="FAILED_PRECONDITION"): ...
+
+
+# A CA file given to trust (one.ca_file, --ca-file) cannot be read or holds no certificate.
+class BadCaFile(ImageError, status="FAILED_PRECONDITION"): ...
+
+
+# The pull was stopped because the init is shutting down.
+class PullCancelled(ImageError, status="UNAVAILABLE"): ...

@@ -11,12 +11,14 @@ import contextlib
 import errno
 import hashlib
 import os
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from init.services.image import imageconfig
 from init.services.image import manifest as mf
 from init.services.image.auth import Credential
+from init.services.image.connections import Cancel
 from init.services.image.errors import DigestMismatch, NoSpace, UnsupportedImage
 from init.services.image.reference import Reference
 from init.services.image.registry import RegistryClient
@@ -57,11 +59,13 @@ def _mib(n: int) -> str:
 
 class Puller:
     def __init__(self, store: Store, ref: Reference, *, insecure: Collection[str],
-                 credential: Credential | None, progress: ProgressFn) -> None:
+                 credential: Credential | None, progress: ProgressFn,
+                 ca_files: Sequence[Path] = (), cancel: Cancel | None = None) -> None:
         self.store = store
         self.ref = ref
         self.progress = progress
-        self.client = RegistryClient(ref, insecure=insecure, credential=credential)
+        self.client = RegistryClient(ref, insecure=insecure, credential=credential,
+                                     ca_files=ca_files, cancel=cancel)
         self._stored: set[str] = set()  # blobs this pull added: removed if it runs out of space
 
     def run(self) -> str:
@@ -183,7 +187,7 @@ class Puller:
             tmp = store.new_tmp_dir("rootfs-")
             try:
                 os.chmod(tmp, 0o755)
-                with LayerApplier(tmp) as applier:
+                with LayerApplier(tmp, check=self.client.check_cancelled) as applier:
                     for layer, diff_id in zip(manifest.layers, config.diff_ids, strict=True):
                         self.progress(Progress("extracting", layer.digest, 0, layer.size, digest))
                         with open(store.blob_path(layer.digest), "rb") as f:

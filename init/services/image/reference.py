@@ -40,6 +40,14 @@ def check_digest(digest: str, what: str = "digest") -> str:
     return digest
 
 
+def is_digest(text: str) -> bool:
+    try:
+        check_digest(text)
+    except InvalidReference:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Reference:
     registry: str  # "docker.io", "127.0.0.1:5000", "[::1]:5000"

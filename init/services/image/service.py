@@ -12,18 +12,19 @@ import asyncio
 import builtins
 import logging
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from init.services.image.errors import ImageInUse, ImageNotFound, InvalidReference
+from init.services.image.errors import ImageInUse, ImageNotFound
 
 # The rest loads on first use: the init constructs this service at boot, where every import
 # costs (regexes compiled, JSON, tempfile...), and most boots never pull.
 if TYPE_CHECKING:
     from init.services.image import reference
     from init.services.image.auth import Credential
+    from init.services.image.connections import Cancel
     from init.services.image.imageconfig import ImageConfig
     from init.services.image.store import Store
 
@@ -43,30 +44,25 @@ class Image:
     layers: tuple[str, ...]
 
 
-def _is_digest(text: str) -> bool:
-    from init.services.image import reference
-
-    try:
-        reference.check_digest(text)
-    except InvalidReference:
-        return False
-    return True
-
-
 class ImageService:
     def __init__(self, data_dir: Path, insecure_registries: Collection[str] = (),
                  credentials: Mapping[str, Credential] | None = None, *,
-                 credentials_file: Path | None = None) -> None:
+                 credentials_file: Path | None = None, ca_files: Sequence[Path] = ()) -> None:
         """`credentials`: registry host[:port] → user and password; `credentials_file` (Docker's
-        config.json shape) adds to them, read on the first pull."""
+        config.json shape) adds to them, read on the first pull. `ca_files`: PEM CAs trusted for
+        registries besides the system store."""
         self.data_dir = Path(data_dir)
         self.insecure_registries = frozenset(insecure_registries)
+        self.ca_files = tuple(ca_files)
         self.credentials = dict(credentials or {})
         self._credentials_file = credentials_file
         self._store: Store | None = None
         self._opened = False
         self._open_lock = threading.Lock()
         self._inflight: dict[str, asyncio.Future[str]] = {}
+        self._cancel: Cancel | None = None  # made by the first pull (it imports http.client)
+        self._cancelled = False
+        self._cancel_lock = threading.Lock()
         self._listeners: dict[str, list[ProgressCallback]] = {}
 
     @property
@@ -100,6 +96,24 @@ class ImageService:
         if self._store is not None:
             self._store.close()
 
+    def cancel_all(self) -> None:
+        """Stop every pull at once and refuse new ones (shutdown): their worker threads see
+        their sockets shut down and end with PullCancelled within moments."""
+        with self._cancel_lock:
+            self._cancelled = True
+            if self._cancel is not None:
+                self._cancel.cancel()
+
+    def _canceller(self) -> Cancel:
+        with self._cancel_lock:
+            if self._cancel is None:
+                from init.services.image.connections import Cancel
+
+                self._cancel = Cancel()
+                if self._cancelled:
+                    self._cancel.cancel()
+            return self._cancel
+
     # --- pull --------------------------------------------------------------------------------
 
     async def pull(self, ref: str, progress_cb: ProgressCallback | None = None, *,
@@ -123,26 +137,36 @@ class ImageService:
                 future = asyncio.ensure_future(
                     asyncio.to_thread(self._pull_sync, parsed, emit, credential))
                 self._inflight[key] = future
-                future.add_done_callback(lambda _: self._finished(key))
+                future.add_done_callback(lambda f: self._finished(key, f))
             # Shielded: one caller going away (a cancelled RPC) must not fail the others.
             digest = await asyncio.shield(future)
         finally:
             if progress_cb is not None and progress_cb in listeners:
                 listeners.remove(progress_cb)
-        return self._image(digest)
+        image = self._image(digest)
+        from init.system import meminfo
+
+        # What an image costs the VM, for whoever sizes it (in memory without a data disk).
+        LOG.info("image %s ready (%d bytes of layers); %s", key, image.size, meminfo.summary())
+        return image
 
     async def ensure(self, ref: str, progress_cb: ProgressCallback | None = None) -> Image:
         """The image if it is already local (no network at all, not even for a tag), else
         `pull`: what CreatePod wants ("pulls each container's image if not present")."""
         try:
-            return self.get(ref)
+            return await asyncio.to_thread(self.get, ref)  # the store's files, off the loop
         except ImageNotFound:
             return await self.pull(ref, progress_cb)
 
-    def _finished(self, key: str) -> None:
+    def _finished(self, key: str, future: asyncio.Future[str]) -> None:
         self._inflight.pop(key, None)
+        # Retrieved here: every waiter may have gone (a cancelled RPC), and then the failure
+        # would only surface as asyncio's "exception was never retrieved".
+        error = None if future.cancelled() else future.exception()
         if not self._listeners.get(key):
             self._listeners.pop(key, None)
+            if error is not None:
+                LOG.warning("pull of %s failed with no one waiting: %s", key, error)
 
     def _emit(self, key: str, progress: Any) -> None:
         for cb in list(self._listeners.get(key, ())):
@@ -152,12 +176,14 @@ class ImageService:
                    credential: Credential | None) -> str:
         from init.services.image.puller import Puller  # http.client, tarfile: on first pull
 
+        cancel = self._canceller()
+        cancel.check()
         store = self._ready()
         # Shared: removals wait for running pulls before deleting blobs.
         with store.pulling():
             puller = Puller(store, ref, insecure=self.insecure_registries,
                             credential=credential or self.credentials.get(ref.registry),
-                            progress=emit)
+                            progress=emit, ca_files=self.ca_files, cancel=cancel)
             digest = puller.run()
         if store.in_memory():
             store.drop_layer_blobs()
@@ -197,14 +223,14 @@ class ImageService:
 
     def _lookup(self, ref_or_digest: str) -> tuple[str, str | None]:
         """(image digest, the normalised reference or None if a digest was given)."""
+        from init.services.image import reference
+
         store = self._ready()
-        if _is_digest(ref_or_digest):
+        if reference.is_digest(ref_or_digest):
             image = store.find_image(ref_or_digest)
             if image is None:
                 raise ImageNotFound(f"no image with digest {ref_or_digest}")
             return image, None
-        from init.services.image import reference
-
         parsed = reference.parse(ref_or_digest)
         image = store.read_refs().get(str(parsed))
         if image is None and parsed.digest:
@@ -225,9 +251,9 @@ class ImageService:
         """Remove a reference; the image goes with its last reference, or at once when named by
         digest. Refused with ImageInUse while `in_use(image digest)` says a container uses it.
         Returns what was removed (references and, if deleted, the image digest)."""
-        image, ref = self._lookup(ref_or_digest)
-        store = self._ready()
-        refs = store.read_refs()
+        image, ref = await asyncio.to_thread(self._lookup, ref_or_digest)
+        store = self.store
+        refs = await asyncio.to_thread(store.read_refs)
         remaining = [r for r, d in refs.items() if d == image and r != ref]
         delete_image = ref is None or not remaining
         if delete_image and in_use(image):
@@ -238,7 +264,7 @@ class ImageService:
             for r in removed:
                 current.pop(r, None)
 
-        store.update_refs(drop_refs)
+        await asyncio.to_thread(store.update_refs, drop_refs)
         if delete_image:
             await asyncio.to_thread(store.delete_image, image)
             removed.append(image)

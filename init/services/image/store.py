@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from init.services.image.errors import DigestMismatch
+from init.services.image.reference import check_digest, is_digest
 
 
 class Store:
@@ -76,10 +77,10 @@ class Store:
 
     def image_lock(self, digest: str) -> contextlib.AbstractContextManager[None]:
         """Orders everything that makes, changes or deletes one image's rootfs and metadata."""
-        return self.lock(f"rootfs-{digest.partition(':')[2]}")
+        return self.lock(f"rootfs-{_hex(digest)}")
 
     def _blob_lock(self, digest: str) -> contextlib.AbstractContextManager[None]:
-        return self.lock(f"blob-{digest.replace(':', '-')}")
+        return self.lock(f"blob-{check_digest(digest).replace(':', '-')}")
 
     def _atomic_write(self, path: Path, write: Callable[[BinaryIO], object], prefix: str) -> None:
         """`write` fills a temporary file, which replaces `path` only once it is complete and
@@ -100,7 +101,7 @@ class Store:
     # --- blobs ---------------------------------------------------------------------------------
 
     def blob_path(self, digest: str) -> Path:
-        algorithm, _, hexpart = digest.partition(":")
+        algorithm, _, hexpart = check_digest(digest).partition(":")
         return self.blobs / algorithm / hexpart
 
     def has_blob(self, digest: str, size: int | None = None) -> bool:
@@ -126,7 +127,7 @@ class Store:
         if it was already there."""
         import hashlib
 
-        algorithm, _, hexpart = digest.partition(":")
+        algorithm, _, hexpart = check_digest(digest).partition(":")
         if hashlib.new(algorithm, data).hexdigest() != hexpart:
             raise DigestMismatch(f"{digest}: content does not match its digest")
         return self.ingest(digest, len(data), lambda f: f.write(data))
@@ -144,7 +145,7 @@ class Store:
 
     def blob_digests(self) -> list[str]:
         return [f"{algo.name}:{p.name}" for algo in self.blobs.iterdir() if algo.is_dir()
-                for p in algo.iterdir()]
+                for p in algo.iterdir() if is_digest(f"{algo.name}:{p.name}")]
 
     # --- images and references ---------------------------------------------------------------
 
@@ -153,10 +154,10 @@ class Store:
         self._atomic_write(path, lambda f: f.write(data), "json-")
 
     def meta_path(self, digest: str) -> Path:
-        return self.images / f"{digest.partition(':')[2]}.json"
+        return self.images / f"{_hex(digest)}.json"
 
     def rootfs(self, digest: str) -> Path:
-        return self.rootfs_dir / digest.partition(":")[2]
+        return self.rootfs_dir / _hex(digest)
 
     def read_meta(self, digest: str) -> dict[str, Any] | None:
         try:
@@ -265,6 +266,11 @@ class Store:
         doomed = self.new_tmp_dir("doomed-")
         os.replace(path, doomed / "x")
         _remove_tree(doomed)
+
+
+def _hex(digest: str) -> str:
+    """The hex of a well-formed digest (InvalidReference otherwise): what names its files."""
+    return check_digest(digest).partition(":")[2]
 
 
 def _blobs_of(meta: dict[str, Any]) -> set[str]:

@@ -7,11 +7,13 @@ a symlink met on the way is resolved *inside* the rootfs, as the container itsel
 The last component is never followed: an existing entry is replaced, not written through.
 
 Refused (UnsafeLayer, the pull fails and the half-made rootfs is discarded):
-- entry names that are absolute or contain `..`;
-- hard links whose target name is absolute or contains `..`, or is a directory;
-- symlinks whose *relative* target climbs above the rootfs from where the link is.
-Absolute symlink targets are kept as they are: they mean the container's root (`/etc/localtime
--> /usr/share/zoneinfo/UTC`), and are never followed on the host.
+- entry names that are absolute or contain `..`; names and link targets longer than PATH_MAX;
+- headers, maps and entry counts past the bounds of tarstream.py (which say why);
+- hard links whose target name is absolute or contains `..`, or is a directory.
+Symlink targets are kept as they are, whatever they say, as Docker and containerd keep them: an
+absolute one means the container's root (`/etc/localtime -> /usr/share/zoneinfo/UTC`), and a
+relative one that climbs above the root stops there, as the kernel stops `..` at a container's
+root. They are never followed on the host: here too they resolve inside the rootfs.
 
 Layers: gzip, zstd or plain tar (told by magic bytes, as Docker does), whiteouts `.wh.NAME` and
 opaque directories `.wh..wh..opq` against the layers below, hard links, symlinks, modes,
@@ -23,64 +25,37 @@ config's diff_id.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, BinaryIO, cast
+from typing import BinaryIO
 
 from init.services.image.errors import DigestMismatch, UnsafeLayer
+from init.services.image.tarstream import (
+    COPY_CHUNK,
+    MAX_ENTRIES,
+    BoundedTarInfo,
+    HashingReader,
+    decompressed,
+    members,
+)
 
 LOG = logging.getLogger("mvirt-one")
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
-COPY_CHUNK = 1 << 20
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+PATH_MAX = 4096
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class _HashingReader:
-    """Hashes what passes through: the diff_id of the uncompressed tar."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw = raw
-        self.hasher = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
-        self.hasher.update(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(COPY_CHUNK):
-            pass
-
-
-def decompressed(f: BinaryIO) -> BinaryIO:
-    """A reader of the uncompressed tar in `f`, whatever the compression (magic bytes)."""
-    head = f.read(4)
-    f.seek(0)
-    if head.startswith(GZIP_MAGIC):
-        import gzip
-
-        return cast(BinaryIO, gzip.GzipFile(fileobj=f, mode="rb"))
-    if head == ZSTD_MAGIC:
-        import zstandard
-
-        reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
-        return reader
-    return f
-
-
 def _split(name: str, what: str) -> list[str]:
+    _check_length(name, what)
     if name.startswith("/"):
         raise UnsafeLayer(f"{what} {name!r}: absolute path")
     parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -89,26 +64,22 @@ def _split(name: str, what: str) -> list[str]:
     return parts
 
 
-def _symlink_escapes(parent: list[str], target: str) -> bool:
-    """True if a relative symlink target climbs above the root from the link's directory."""
-    if target.startswith("/"):
-        return False
-    depth = len(parent)
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
+def _check_length(name: str, what: str) -> None:
+    # The kernel's PATH_MAX: no real path is longer, and walking one deeper than any real tree
+    # only costs (removing such a tree recurses as deep).
+    if len(name.encode("utf-8", "surrogateescape")) > PATH_MAX:
+        raise UnsafeLayer(f"{what} {name[:64]!r}...: longer than {PATH_MAX} bytes")
 
 
 class LayerApplier:
     """Applies layers, bottom first, to one rootfs directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_entries: int = MAX_ENTRIES,
+                 check: Callable[[], None] = lambda: None) -> None:
+        """`check` is called before each entry: what it raises (a cancellation) stops."""
         self.root = root
+        self.max_entries = max_entries
+        self._check = check
         self._root_fd = os.open(root, _DIR_FLAGS)
         self.is_root = os.geteuid() == 0
         self.skipped_devices = 0
@@ -244,15 +215,17 @@ class LayerApplier:
 
     def apply(self, blob: BinaryIO, diff_id: str | None = None) -> None:
         """Apply one layer (a compressed or plain tar file); check its diff_id if given."""
-        reader = _HashingReader(decompressed(blob))
+        reader = HashingReader(decompressed(blob))
         self._layer_paths: set[tuple[str, ...]] = set()
-        dirs: list[tuple[list[str], tarfile.TarInfo]] = []
+        dirs: list[tuple[list[str], int, int]] = []  # (path, mode, mtime in ns)
         # Stream mode ("r|"): one pass, constant memory, no seeking in a compressed stream.
-        with tarfile.open(fileobj=reader, mode="r|") as tf:  # type: ignore[call-overload]
-            for m in tf:
+        with tarfile.open(fileobj=reader, mode="r|",  # type: ignore[call-overload]
+                          tarinfo=BoundedTarInfo) as tf:
+            for m in members(tf, self.max_entries):
+                self._check()
                 parts = _split(m.name, "layer entry")
                 if m.isdir():
-                    dirs.append((parts, m))
+                    dirs.append((parts, m.mode, self._mtime_ns(m)))
                 self._entry(tf, m, parts)
         reader.drain()  # the tar's end padding belongs to the diff_id too
         # Directory modes and times last: a read-only directory must still take its children,
@@ -260,10 +233,10 @@ class LayerApplier:
         # As a user (local mode), keep directories writable for us: a later layer must still be
         # able to add to a directory an earlier one made read-only (root needs no such help).
         keep = 0 if self.is_root else 0o700
-        for parts, m in reversed(dirs):
+        for parts, mode, mtime in reversed(dirs):
             with suppress(FileNotFoundError, UnsafeLayer), self._dir(parts, create=False) as fd:
-                os.chmod(fd, (m.mode & 0o7777) | keep)
-                os.utime(fd, ns=(self._mtime_ns(m), self._mtime_ns(m)))
+                os.chmod(fd, (mode & 0o7777) | keep)
+                os.utime(fd, ns=(mtime, mtime))
         if diff_id is not None:
             got = "sha256:" + reader.hasher.hexdigest()
             if got != diff_id:
@@ -307,9 +280,7 @@ class LayerApplier:
             elif m.isreg():
                 self._file(tf, m, base, dfd)
             elif m.issym():
-                if _symlink_escapes(parent, m.linkname):
-                    raise UnsafeLayer(f"layer entry {m.name!r}: symlink to {m.linkname!r} "
-                                      "points outside the rootfs")
+                _check_length(m.linkname, f"layer entry {m.name!r}: symlink target")
                 os.symlink(m.linkname, base, dir_fd=dfd)
                 self._chown(m, None, base, dfd)
                 os.utime(base, ns=(self._mtime_ns(m),) * 2, dir_fd=dfd, follow_symlinks=False)

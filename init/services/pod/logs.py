@@ -15,7 +15,8 @@ FOLLOW_INTERVAL = 0.2  # seconds between looks at a growing file while following
 
 
 def tail_offset(path: str, lines: int) -> int:
-    """The offset where the last `lines` lines of the file start (0: the whole file)."""
+    """The offset where the last `lines` lines of the file start (0: the whole file). Reads the
+    file backwards: call it off the event loop (a log may be gigabytes of one line)."""
     if lines <= 0:
         return 0
     with open(path, "rb") as f:
@@ -23,20 +24,17 @@ def tail_offset(path: str, lines: int) -> int:
         pos = end
         count = 0
         # A final newline ends the last line; it does not start another one.
-        skip_last = True
+        limit = end - 1
         while pos > 0:
             step = min(CHUNK, pos)
             pos -= step
             f.seek(pos)
             block = f.read(step)
-            for i in range(len(block) - 1, -1, -1):
-                if block[i] == 0x0A:
-                    if skip_last and pos + i == end - 1:
-                        continue
-                    count += 1
-                    if count == lines:
-                        return pos + i + 1
-            skip_last = False
+            i = min(len(block), limit - pos)
+            while (i := block.rfind(b"\n", 0, i)) >= 0:
+                count += 1
+                if count == lines:
+                    return pos + i + 1
         return 0
 
 
@@ -45,7 +43,7 @@ async def read(path: str, *, tail: int, follow: bool,
                ) -> AsyncIterator[bytes]:
     """Chunks of the file from the tail offset; with follow, until `finished()` and drained."""
     try:
-        offset = tail_offset(path, tail)
+        offset = await asyncio.to_thread(tail_offset, path, tail)
     except FileNotFoundError:
         return
     with open(path, "rb") as f:

@@ -53,6 +53,8 @@ class Container:
     error: str = ""
     image_digest: str = ""
     pid: int = 0
+    in_runtime: bool = False  # the runtime was asked to create it: it may hold state for it
+    since: float = 0.0  # reaper.clock() when that began: its process is no older
     overlay: bool = False
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -74,6 +76,10 @@ class Pod:
     error: str = ""
     started: bool = False
     busy: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Set while CreatePod runs (or undoes it for a client that went away); done when it is over.
+    settling: asyncio.Future[None] | None = None
+    # StopPod was called: a creation still waiting for an image gives up at once.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def state(self) -> PState:

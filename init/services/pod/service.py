@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -19,14 +20,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from init.services.cancel import to_the_end
 from init.services.pod import ids, rootfs, spec
 from init.services.pod.errors import InvalidPod, PodExists, PodNotFound, WrongState
 from init.services.pod.model import Container, ContainerSpec, CState, Pod, PState, RunningCounts
 from init.services.task.runtime import Runtime, RuntimeError_
-from init.system.reaper import Reaper
+from init.system.reaper import Reaper, clock
 
 if TYPE_CHECKING:
-    from init.services.image import ImageService
+    from init.services.image import Image, ImageService
     from init.services.task.exec import ExecProcess
 
 LOG = logging.getLogger("mvirt-one")
@@ -43,6 +45,8 @@ def _entries(directory: Path) -> list[Path]:
 
 
 class PodService:
+    TAKE_ATTEMPTS = 3  # a pod's image removed again each time it was pulled again: give up
+
     def __init__(self, data_dir: Path, runtime: Path, reaper: Reaper, images: ImageService, *,
                  address: AddressLookup, default_grace: float, no_pivot: bool | None = None,
                  resolv_conf: Path = Path("/etc/resolv.conf")) -> None:
@@ -55,6 +59,10 @@ class PodService:
         self._resolv_conf = resolv_conf
         self.pods: dict[str, Pod] = {}
         self._prepared = False
+        # Held by RemoveImage from its in-use check to the end of the removal; a container takes
+        # its image under it (see _take_image).
+        self.image_use = asyncio.Lock()
+        self._undoing: set[asyncio.Task[None]] = set()  # abandoned creations being undone
 
     # --- what Health, Shutdown and RemoveImage ask ------------------------------------------
 
@@ -67,11 +75,13 @@ class PodService:
     async def stop_all(self, grace_seconds: float) -> None:
         """On the way down: stop everything, then drop the runtime's state and the overlay
         mounts (in local mode they would outlive us on the host); the logs stay on disk."""
+        if self._undoing:
+            await asyncio.wait(self._undoing)
         pods = list(self.pods.values())
         await asyncio.gather(*(self._stop(p, grace_seconds) for p in pods))
         for pod in pods:
             for c in pod.containers:
-                if c.pid:
+                if c.in_runtime:
                     with contextlib.suppress(RuntimeError_):
                         await self.runtime.delete(c.runtime_id)
                 if c.overlay:
@@ -139,36 +149,71 @@ class PodService:
                 reference.parse(s.image)
             except ValueError as e:
                 raise InvalidPod(f"container {s.id}: {e}") from e
-        if pod_id in self.pods:
-            raise PodExists(f"pod {pod_id!r} already exists")
+        while (existing := self.pods.get(pod_id)) is not None:
+            if existing.settling is None:
+                raise PodExists(f"pod {pod_id!r} already exists")
+            # Another CreatePod of this id is under way, or being undone for a client that went
+            # away: the same client's retry must not get ALREADY_EXISTS for that.
+            await asyncio.wait([existing.settling])
         pod_dir = self.dir / pod_id
         containers = [Container(s, f"{pod_id}_{i}", pod_dir / "containers" / s.id)
                       for i, s in enumerate(specs)]
         pod = Pod(pod_id, name or pod_id, pod_dir, containers)
         self.pods[pod_id] = pod  # from here on, the id is taken
+        settled = pod.settling = asyncio.get_running_loop().create_future()
+        try:
+            await self._build(pod)
+        except asyncio.CancelledError:
+            # The client went away: as containerd's CRI does, undo the creation whole, so the
+            # pod does not exist for anyone and a retry starts clean (ids free, nothing left in
+            # the runtime). Every step that was under way has finished (cancel.to_the_end).
+            undo = asyncio.ensure_future(self._undo(pod))
+            self._undoing.add(undo)
+            undo.add_done_callback(self._undoing.discard)
+            undo.add_done_callback(lambda _: settled.set_result(None))
+            raise
+        pod.settling = None
+        settled.set_result(None)
+        return pod
+
+    async def _build(self, pod: Pod) -> None:
         if not self._prepared:
-            rootfs.ensure_upper_fs(self.dir)
+            await asyncio.to_thread(rootfs.ensure_upper_fs, self.dir)
             self._prepared = True
         async with pod.busy:
-            shutil.rmtree(pod_dir, ignore_errors=True)  # leftovers of an earlier init
-            pod_dir.mkdir(parents=True)
+            # Leftovers of an earlier init, off the loop: a big tree takes a while.
+            await asyncio.to_thread(shutil.rmtree, pod.dir, True)
+            pod.dir.mkdir(parents=True)
             try:
                 pod.ip_address = await self._address()
             except Exception as e:
-                LOG.warning("pod %s: no address (%s)", pod_id, e)
-            etc = self._etc_files(pod)
-            for c in containers:
+                LOG.warning("pod %s: no address (%s)", pod.id, e)
+            etc = await asyncio.to_thread(self._etc_files, pod)
+            for c in pod.containers:
                 try:
                     await self._create_container(pod, c, etc)
                 except Exception as e:
                     c.state = CState.FAILED
                     c.error = str(e) or type(e).__name__
                     pod.error = f"container {c.id}: {c.error}"
-                    LOG.error("pod %s: %s", pod_id, pod.error)
+                    LOG.error("pod %s: %s", pod.id, pod.error)
                     break
             else:
-                LOG.info("pod %s created (%d containers)", pod_id, len(containers))
-        return pod
+                LOG.info("pod %s created (%d containers)", pod.id, len(pod.containers))
+
+    async def _undo(self, pod: Pod) -> None:
+        """Remove an abandoned pod whole: its processes, runtime state, mounts and files."""
+        LOG.info("pod %s: its client went away during CreatePod: undoing it", pod.id)
+        for c in pod.containers:
+            if c.in_runtime and not c.pid:  # created, but the caller was gone before the pid
+                with contextlib.suppress(OSError, ValueError):
+                    c.pid = int((c.dir / "pid").read_text())
+                    self._watch(c)
+        try:
+            await self._remove(pod)
+        except Exception:
+            LOG.exception("pod %s: undoing it failed", pod.id)
+            self.pods.pop(pod.id, None)
 
     def _etc_files(self, pod: Pod) -> dict[str, Path]:
         hosts = pod.dir / "hosts"
@@ -191,22 +236,32 @@ class PodService:
         from init.services.image.errors import ImageError
 
         try:
-            image = await self.images.ensure(c.spec.image)  # pulled only if not present
+            image = await self._take_image(pod, c)
         except ImageError as e:
             raise RuntimeError_(f"image {c.spec.image}: {e}") from e
-        c.image_digest = image.digest
         c.dir.mkdir(parents=True)
         cfg = image.config
-        proc = spec.process(entrypoint=cfg.entrypoint, cmd=cfg.cmd, image_env=cfg.env,
-                            image_workdir=cfg.working_dir, image_user=cfg.user,
-                            command=c.spec.command, args=c.spec.args, env=c.spec.env,
-                            working_dir=c.spec.working_dir, rootfs=image.rootfs)
-        root, c.overlay = await asyncio.to_thread(rootfs.prepare, image.rootfs, c.dir)
+        # In a thread: the image's /etc/passwd is read from disk.
+        proc = await asyncio.to_thread(
+            functools.partial(spec.process, entrypoint=cfg.entrypoint, cmd=cfg.cmd,
+                              image_env=cfg.env, image_workdir=cfg.working_dir,
+                              image_user=cfg.user, command=c.spec.command, args=c.spec.args,
+                              env=c.spec.env, working_dir=c.spec.working_dir,
+                              rootfs=image.rootfs))
+
+        def prepare() -> Path:
+            # c.overlay is set even if the caller is gone by then: the undo must know.
+            root, c.overlay = rootfs.prepare(image.rootfs, c.dir)
+            return root
+
+        root = await to_the_end(asyncio.to_thread(prepare))
         doc = spec.config(proc, rootfs=root, hostname=pod.name, etc_files=etc)
         (c.dir / "config.json").write_text(json.dumps(doc, indent=1))
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         out = os.open(c.log_path("stdout"), flags, 0o640)
         err = os.open(c.log_path("stderr"), flags, 0o640)
+        c.in_runtime = True
+        c.since = clock()
         try:
             c.pid = await self.runtime.create(c.runtime_id, c.dir, c.dir / "pid", stdout=out,
                                               stderr=err)
@@ -214,8 +269,45 @@ class PodService:
             os.close(out)
             os.close(err)
         c.state = CState.CREATED
-        exit_future = self.reaper.watch(c.pid)
-        exit_future.add_done_callback(lambda f: self._exited(c, f.result()))
+        self._watch(c)
+
+    def _watch(self, c: Container) -> None:
+        self.reaper.watch(c.pid, c.since).add_done_callback(
+            lambda f: self._exited(c, f.result()))
+
+    async def _take_image(self, pod: Pod, c: Container) -> Image:
+        """The container's image, pulled if not present, marked as used by it under the lock
+        RemoveImage holds: a removal either ended before (the image is pulled again) or sees
+        the container."""
+        from init.services.image.errors import ImageNotFound
+
+        for _ in range(self.TAKE_ATTEMPTS):
+            try:  # the store's files (and, on first use, its locks) are read in a thread
+                image = await asyncio.to_thread(self.images.get, c.spec.image)
+            except ImageNotFound:
+                image = await self._pull_unless_stopped(pod, c)
+            async with self.image_use:
+                try:
+                    await asyncio.to_thread(self.images.get, image.digest)
+                except ImageNotFound:
+                    continue  # removed meanwhile
+                c.image_digest = image.digest
+                return image
+        raise ImageNotFound(f"removed {self.TAKE_ATTEMPTS} times while the pod was created")
+
+    async def _pull_unless_stopped(self, pod: Pod, c: Container) -> Image:
+        """Pull the container's image; a StopPod meanwhile ends the wait (the pull itself goes on
+        for whoever else waits, and its blobs are kept), so StopPod never waits for a pull."""
+        pull = asyncio.ensure_future(self.images.pull(c.spec.image))
+        stopped = asyncio.ensure_future(pod.stopping.wait())
+        try:
+            await asyncio.wait([pull, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not pull.done():
+            pull.cancel()
+            raise WrongState(f"pod {pod.id} was stopped while image {c.spec.image} was pulled")
+        return pull.result()
 
     def _exited(self, c: Container, status: int) -> None:
         c.exit_code = (os.WEXITSTATUS(status) if os.WIFEXITED(status)
@@ -255,6 +347,7 @@ class PodService:
 
     async def stop(self, pod_id: str, grace: float) -> Pod:
         pod = self.get(pod_id)
+        pod.stopping.set()
         await self._stop(pod, grace)
         return pod
 
@@ -303,10 +396,14 @@ class PodService:
         pod = self.get(pod_id)
         if pod.state == PState.RUNNING and not force:
             raise WrongState(f"pod {pod_id} is RUNNING: stop it first or delete with force")
+        await self._remove(pod)
+        LOG.info("pod %s deleted", pod_id)
+
+    async def _remove(self, pod: Pod) -> None:
         await self._stop(pod, 0.0)
         async with pod.busy:
             for c in pod.containers:
-                if c.pid:
+                if c.in_runtime:
                     try:
                         await self.runtime.delete(c.runtime_id)
                     except RuntimeError_ as e:
@@ -314,5 +411,4 @@ class PodService:
                 if c.dir.exists():
                     await asyncio.to_thread(rootfs.release, c.dir, c.overlay)
             await asyncio.to_thread(shutil.rmtree, pod.dir, True)
-            self.pods.pop(pod_id, None)
-        LOG.info("pod %s deleted", pod_id)
+            self.pods.pop(pod.id, None)

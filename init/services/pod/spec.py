@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from init.services.pod import imagefiles
 from init.services.pod.errors import InvalidPod
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -22,6 +23,10 @@ CAPABILITIES = [
     "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ]
+
+# Processes per container (threads count): far beyond a service's needs, far below the kernel's
+# pid_max, so one container cannot take every pid of the VM and leave the init none to spawn.
+PIDS_LIMIT = 4096
 
 MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
           "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -50,13 +55,13 @@ def merge_env(image_env: Sequence[str], spec_env: Sequence[str]) -> list[str]:
     return list(merged.values())
 
 
-def _lookup(path: Path, name: str, field_index: int) -> int | None:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        fields = line.split(":")
+def _entries(rootfs: Path, path: str) -> list[list[str]]:
+    text = imagefiles.read_text(rootfs, path)
+    return [line.split(":") for line in (text or "").splitlines()]
+
+
+def _lookup(entries: list[list[str]], name: str, field_index: int) -> int | None:
+    for fields in entries:
         if len(fields) > field_index and fields[0] == name:
             try:
                 return int(fields[field_index])
@@ -66,40 +71,31 @@ def _lookup(path: Path, name: str, field_index: int) -> int | None:
 
 
 def resolve_user(user: str, rootfs: Path) -> tuple[int, int]:
-    """`uid`, `name`, `uid:gid`, `name:group` → (uid, gid); names from the image's files."""
+    """`uid`, `name`, `uid:gid`, `name:group` → (uid, gid); names from the image's files, read
+    as the container sees them (blocking: call it off the event loop)."""
     if not user:
         return 0, 0
     name, _, group = user.partition(":")
+    passwd = _entries(rootfs, "/etc/passwd")
     if name.isdigit():
         uid = int(name)
-        gid = _lookup_gid_of_uid(rootfs, uid)
+        gid = next((int(f[3]) for f in passwd
+                    if len(f) > 3 and f[2] == name and f[3].isdigit()), 0)
     else:
-        found = _lookup(rootfs / "etc/passwd", name, 2)
+        found = _lookup(passwd, name, 2)
         if found is None:
             raise InvalidPod(f"user {name!r} of the image is not in its /etc/passwd")
         uid = found
-        gid = _lookup(rootfs / "etc/passwd", name, 3) or 0
+        gid = _lookup(passwd, name, 3) or 0
     if group:
         if group.isdigit():
             gid = int(group)
         else:
-            found_gid = _lookup(rootfs / "etc/group", group, 2)
+            found_gid = _lookup(_entries(rootfs, "/etc/group"), group, 2)
             if found_gid is None:
                 raise InvalidPod(f"group {group!r} of the image is not in its /etc/group")
             gid = found_gid
     return uid, gid
-
-
-def _lookup_gid_of_uid(rootfs: Path, uid: int) -> int:
-    try:
-        lines = (rootfs / "etc/passwd").read_text(errors="replace").splitlines()
-    except OSError:
-        return 0
-    for line in lines:
-        f = line.split(":")
-        if len(f) > 3 and f[2] == str(uid) and f[3].isdigit():
-            return int(f[3])
-    return 0
 
 
 def process(*, entrypoint: Sequence[str], cmd: Sequence[str], image_env: Sequence[str],
@@ -149,6 +145,8 @@ def config(proc: Process, *, rootfs: Path, hostname: str,
             "cwd": proc.cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "noNewPrivileges": True,
+            # Explicit: whatever the runtime inherits, a container is the OOM killer's to take.
+            "oomScoreAdj": 0,
         },
         "root": {"path": str(rootfs), "readonly": False},
         "hostname": hostname,
@@ -157,5 +155,7 @@ def config(proc: Process, *, rootfs: Path, hostname: str,
             "namespaces": namespaces,
             "maskedPaths": MASKED,
             "readonlyPaths": READONLY,
+            # A fork bomb stops at its own limit, short of the VM's process table.
+            "resources": {"pids": {"limit": PIDS_LIMIT}},
         },
     }

@@ -11,16 +11,19 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import signal
 import socket
 import struct
 import tempfile
 import termios
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from init.services.task.runtime import Runtime, RuntimeError_
+from init.system.reaper import clock
 
 CONSOLE_TIMEOUT = 30.0
+CHUNK = 64 * 1024
 
 
 class ExecProcess:
@@ -65,6 +68,41 @@ class ExecProcess:
             fcntl.ioctl(self.outputs["stdout"], termios.TIOCSWINSZ,
                         struct.pack("HHHH", height, width, 0, 0))
 
+    async def chunks(self, name: str) -> AsyncIterator[bytes]:
+        """What the process writes to output `name`, read only when the consumer asks for more:
+        a consumer that waits leaves the bytes in the pipe, and the process blocks on it. Ends
+        at the output's end, or once the process has exited and the pipe is empty (a child it
+        left behind may hold the pipe open: its output is not waited for)."""
+        fd = self.outputs[name]
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = os.read(fd, CHUNK)
+            except BlockingIOError:
+                if self.status.done():
+                    return
+                readable = loop.create_future()
+                loop.add_reader(fd, _wake, readable)
+                try:
+                    await asyncio.wait([readable, self.status],
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    loop.remove_reader(fd)
+                    readable.cancel()
+                continue
+            except OSError:  # EIO: the terminal's last user is gone
+                return
+            if not data:
+                return
+            yield data
+
+    def kill(self) -> None:
+        """SIGKILL the process unless it has exited (its pid is ours until the reaper has its
+        status, so this never hits another process)."""
+        if not self.status.done():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
     def exit_code(self, status: int) -> int:
         return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
@@ -75,6 +113,12 @@ class ExecProcess:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.stdin = -1
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    # A reader callback runs for as long as the fd is readable, maybe again before the waiter.
+    if not future.done():
+        future.set_result(None)
 
 
 def _args(cid: str, command: Sequence[str], env: Sequence[str], pid_file: Path,
@@ -108,21 +152,32 @@ async def _start_pipes(runtime: Runtime, cid: str, command: Sequence[str],
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    ours = (in_w, out_r, err_r)
+    since = clock()
     try:
         result = await runtime.call(_args(cid, command, env, work / "pid", None),
                                     stdin=in_r, stdout=out_w, stderr=err_w)
+        if not result.ok:
+            raise RuntimeError_(result.error)
+        pid = _read_pid(work / "pid")
+    except BaseException:
+        for fd in ours:
+            os.close(fd)
+        raise
     finally:
         for fd in (in_r, out_w, err_w):
             os.close(fd)
-    if not result.ok:
-        for fd in (in_w, out_r, err_r):
-            os.close(fd)
-        raise RuntimeError_(result.error)
-    pid = int((work / "pid").read_text())
-    for fd in (in_w, out_r, err_r):
+    for fd in ours:
         os.set_blocking(fd, False)
-    return ExecProcess(pid, runtime.reaper.watch(pid), stdin=in_w,
+    return ExecProcess(pid, runtime.reaper.watch(pid, since), stdin=in_w,
                        outputs={"stdout": out_r, "stderr": err_r}, tty=False)
+
+
+def _read_pid(path: Path) -> int:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RuntimeError_(f"the runtime left no usable pid file ({e})") from e
 
 
 async def _start_tty(runtime: Runtime, cid: str, command: Sequence[str], env: Sequence[str],
@@ -132,11 +187,11 @@ async def _start_tty(runtime: Runtime, cid: str, command: Sequence[str], env: Se
     listener.listen(1)
     listener.setblocking(False)
     loop = asyncio.get_running_loop()
+    since = clock()
+    accept = asyncio.ensure_future(loop.sock_accept(listener))
     try:
-        pid_, log = runtime.start_call(_args(cid, command, env, work / "pid",
-                                             work / "console.sock"))
-        call = asyncio.ensure_future(runtime.finish_call(pid_, log))
-        accept = asyncio.ensure_future(loop.sock_accept(listener))
+        call = asyncio.ensure_future(runtime.finish_call(runtime.start_call(
+            _args(cid, command, env, work / "pid", work / "console.sock"))))
         await asyncio.wait([call, accept], timeout=CONSOLE_TIMEOUT,
                            return_when=asyncio.FIRST_COMPLETED)
         if not accept.done():
@@ -150,13 +205,20 @@ async def _start_tty(runtime: Runtime, cid: str, command: Sequence[str], env: Se
         result = await call
         if not fds:
             raise RuntimeError_("the runtime sent no terminal")
-        master = fds[0]
+        master, *extra = fds
+        for fd in extra:
+            os.close(fd)
         if not result.ok:
             os.close(master)
             raise RuntimeError_(result.error)
     finally:
+        accept.cancel()
         listener.close()
-    pid = int((work / "pid").read_text())
+    try:
+        pid = _read_pid(work / "pid")
+    except BaseException:
+        os.close(master)
+        raise
     os.set_blocking(master, False)
-    return ExecProcess(pid, runtime.reaper.watch(pid), stdin=master,
+    return ExecProcess(pid, runtime.reaper.watch(pid, since), stdin=master,
                        outputs={"stdout": master}, tty=True)

@@ -7,18 +7,27 @@ subprocess: it would race the reaper for the status). The runtime's own diagnost
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
+from init.services.cancel import to_the_end
 from init.system.reaper import Reaper
 from init.system.spawn import spawn
 
 LOG = logging.getLogger("mvirt-one")
+
+# Seconds a runtime call may take before it is killed: far beyond a healthy create or exec (well
+# under a second, a few under TCG), short enough that a hung runtime fails the call readably.
+CALL_TIMEOUT = 60.0
 
 
 class RuntimeError_(Exception):
@@ -66,6 +75,14 @@ def error_text(log: str) -> str:
     return "; ".join(dict.fromkeys(messages))
 
 
+class Call(NamedTuple):
+    """A runtime call under way."""
+
+    pid: int
+    log: str  # the runtime's --log file
+    exited: asyncio.Future[int]  # its wait status, from the reaper
+
+
 @dataclass(frozen=True)
 class Result:
     status: int  # raw wait status
@@ -80,18 +97,19 @@ class Runtime:
     """One OCI runtime binary with its state under `root` (one per init: tests run many)."""
 
     def __init__(self, binary: Path, root: Path, reaper: Reaper, *,
-                 no_pivot: bool | None = None) -> None:
+                 no_pivot: bool | None = None, call_timeout: float = CALL_TIMEOUT) -> None:
         self.binary = binary
         self.root = root
         self.reaper = reaper
         self.no_pivot = root_is_initramfs() if no_pivot is None else no_pivot
+        self.call_timeout = call_timeout
 
     def _argv(self, log: str, args: Sequence[str]) -> list[str]:
         return [str(self.binary), "--root", str(self.root), "--log", log, *args]
 
     def start_call(self, args: Sequence[str], *, stdin: int | None = None,
-                   stdout: int | None = None, stderr: int | None = None) -> tuple[int, str]:
-        """Spawn one call; returns (pid, path of its log). The caller waits on the reaper."""
+                   stdout: int | None = None, stderr: int | None = None) -> Call:
+        """Spawn one call, watched from the start; the caller waits with finish_call."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd, log = tempfile.mkstemp(prefix="call-", suffix=".log", dir=self.root)
         os.close(fd)
@@ -106,16 +124,34 @@ class Runtime:
             raise RuntimeError_(f"cannot run the OCI runtime {self.binary}: {e}") from e
         finally:
             os.close(devnull)
-        return pid, log
+        return Call(pid, log, self.reaper.watch(pid))
 
-    async def finish_call(self, pid: int, log: str) -> Result:
-        status = await self.reaper.watch(pid)
+    async def finish_call(self, call: Call) -> Result:
+        """Wait for a call to end, killed (with its process group) after `call_timeout`; its
+        result with the runtime's error text. A cancelled caller still waits for the end (see
+        cancel.to_the_end): what the runtime did is then known, and can be undone."""
+        return await to_the_end(self._finish(call))
+
+    async def _finish(self, call: Call) -> Result:
+        pid, log, exited = call
+        timed_out = False
         try:
-            text = Path(log).read_text(errors="replace")
+            status = await asyncio.wait_for(asyncio.shield(exited), self.call_timeout)
+        except TimeoutError:
+            # Its own session and group (spawn's setsid): whatever it started goes with it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            status = await exited
+            timed_out = True
+        try:
+            text = await asyncio.to_thread(Path(log).read_text, errors="replace")
         except OSError:
             text = ""
         finally:
             Path(log).unlink(missing_ok=True)
+        if timed_out:
+            return Result(status, f"{self.binary.name} did not answer in "
+                                  f"{self.call_timeout:.0f} s: killed")
         ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         if ok:
             return Result(status, "")
@@ -125,8 +161,8 @@ class Runtime:
 
     async def call(self, args: Sequence[str], *, stdin: int | None = None,
                    stdout: int | None = None, stderr: int | None = None) -> Result:
-        pid, log = self.start_call(args, stdin=stdin, stdout=stdout, stderr=stderr)
-        return await self.finish_call(pid, log)
+        return await self.finish_call(self.start_call(args, stdin=stdin, stdout=stdout,
+                                                      stderr=stderr))
 
     async def create(self, cid: str, bundle: Path, pid_file: Path, *, stdout: int,
                      stderr: int) -> int:
