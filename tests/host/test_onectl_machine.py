@@ -85,6 +85,14 @@ def _left_running(run_dir: Path) -> list[str]:
     return found
 
 
+def _need_qemu_and_the_daemon() -> None:
+    try:
+        tools.qemu()
+        tools.vhost_device_vsock()
+    except OnectlError as e:
+        pytest.skip(str(e))
+
+
 def _config(tmp: Path, image: bytes = b"not a kernel") -> MachineConfig:
     kernel = tmp / "bzImage"
     kernel.write_bytes(image)
@@ -121,11 +129,7 @@ def test_qemu_that_exits_at_start_stops_the_daemon_and_listener(
 
 def test_a_guest_that_ignores_the_power_button_is_killed(short_tmp: Path) -> None:
     # The real daemon: qemu must get through the vhost-user handshake to serve QMP.
-    try:
-        tools.qemu()
-        tools.vhost_device_vsock()
-    except OnectlError as e:
-        pytest.skip(str(e))
+    _need_qemu_and_the_daemon()
     said: list[str] = []
     machine = Machine(_config(short_tmp, _halting_kernel()), short_tmp / "run",
                       say=said.append).start()
@@ -151,11 +155,7 @@ def test_leaving_the_with_block_on_an_error_stops_everything(
 
 
 def test_a_started_machine_in_a_with_block_is_not_started_twice(short_tmp: Path) -> None:
-    try:
-        tools.qemu()
-        tools.vhost_device_vsock()
-    except OnectlError as e:
-        pytest.skip(str(e))
+    _need_qemu_and_the_daemon()
     started = Machine(_config(short_tmp, _halting_kernel()), short_tmp / "run").start()
     first = started.vm
     with started as machine:
