@@ -7,15 +7,12 @@ goes on: it is killed after its timeout.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import signal
 from pathlib import Path
 
 from init.system.reaper import Reaper, describe_status
-from init.system.spawn import spawn
+from init.system.spawn import run_bounded
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -38,19 +35,10 @@ async def run_all(directory: Path, reaper: Reaper, timeout: float = 30.0) -> Non
 
 async def _run(hook: Path, reaper: Reaper, timeout: float) -> None:
     try:
-        pid = spawn([str(hook)])
+        status, killed = await run_bounded([str(hook)], reaper, timeout)
     except OSError as e:
         LOG.error("boot hook %s cannot start: %s", hook, e)
         return
-    exited = reaper.watch(pid)
-    try:
-        status = await asyncio.wait_for(asyncio.shield(exited), timeout)
-    except TimeoutError:
-        # It may have exited (and been reaped) right at the timeout: then its pid is no
-        # longer its own, and there is nothing to kill.
-        if not exited.done():
-            LOG.error("boot hook %s still running after %.0f s: killed", hook, timeout)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)  # its session (spawn's setsid): children too
-        status = await exited
+    if killed:
+        LOG.error("boot hook %s still running after %.0f s: killed", hook, timeout)
     LOG.info("boot hook %s %s", hook.name, describe_status(status))

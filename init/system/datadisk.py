@@ -11,17 +11,15 @@ formatted: the init says so and falls back to the tmpfs.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from init.system import libc, meminfo
 from init.system.reaper import Reaper, describe_status
-from init.system.spawn import spawn
+from init.system.spawn import run_bounded
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -97,17 +95,11 @@ async def _format(disk: Disk, label: str, reaper: Reaper, log: Path) -> None:
             "-E", "lazy_itable_init=1,lazy_journal_init=1", disk.path]
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        pid = spawn(argv, stdout=fd, stderr=fd)
+        status, _ = await run_bounded(argv, reaper, FORMAT_TIMEOUT, stdout=fd, stderr=fd)
     except OSError as e:
         raise DataDiskError(f"cannot run {MKE2FS}: {e.strerror}") from None
     finally:
         os.close(fd)
-    exited = reaper.watch(pid)
-    try:
-        status = await asyncio.wait_for(asyncio.shield(exited), FORMAT_TIMEOUT)
-    except TimeoutError:
-        os.kill(pid, signal.SIGKILL)
-        status = await exited
     if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
         output = log.read_text(errors="replace").strip().splitlines()
         raise DataDiskError(f"formatting {disk.path} failed ({describe_status(status)}): "

@@ -11,11 +11,16 @@ the init's own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from init.system.reaper import Reaper
 
 # Signals the init handles itself: the child starts with their default action restored.
 _HANDLED = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPWR,
@@ -90,3 +95,22 @@ def protect_from_oom() -> None:
     """The OOM killer never picks this process (PID 1: its death is the VM's). OSError if not
     permitted (it takes CAP_SYS_RESOURCE)."""
     _set_oom_score_adj("self", PROTECTED_OOM_SCORE_ADJ)
+
+
+async def run_bounded(argv: Sequence[str], reaper: Reaper, timeout: float, *,
+                      stdout: int | None = None, stderr: int | None = None) -> tuple[int, bool]:
+    """Run argv and wait for it at most `timeout` seconds; then SIGKILL its session (spawn's
+    setsid: its children too). Returns (wait status, whether it was killed); OSError if it
+    cannot start."""
+    pid = spawn(argv, stdout=stdout, stderr=stderr)
+    exited = reaper.watch(pid)
+    try:
+        return await asyncio.wait_for(asyncio.shield(exited), timeout), False
+    except TimeoutError:
+        # It may have exited (and been reaped) right at the timeout: then its pid is no
+        # longer its own, and there is nothing to kill.
+        if exited.done():
+            return exited.result(), False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        return await exited, True
