@@ -1,4 +1,4 @@
-"""The netlink operations the network configuration needs, on pyroute2's AsyncIPRoute.
+"""The netlink operations the network configuration needs (rtnl does the messages).
 
 Each call opens its own short-lived rtnl socket: the operations are rare (boot, renewals), and
 interfaces configured concurrently then never share a socket's request/response stream.
@@ -10,13 +10,12 @@ import asyncio
 import errno
 import ipaddress
 import logging
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
-from init.net import pyroute2_light
+from init.net import rtnl
+from init.net.netlink import NetlinkError, NetlinkSocket
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -49,24 +48,21 @@ class LinkInfo:
 
 
 @asynccontextmanager
-async def rtnl() -> AsyncIterator[Any]:
-    pyroute2_light.install()
-    from pyroute2.iproute.linux import AsyncIPRoute
-
-    async with AsyncIPRoute() as ipr:
-        yield ipr
+async def _rtnl() -> AsyncIterator[NetlinkSocket]:
+    async with rtnl.open_socket() as nl:
+        yield nl
 
 
-def _link(msg: Any) -> LinkInfo:
+def _link(msg: rtnl.Msg) -> LinkInfo:
     return LinkInfo(int(msg["index"]), str(msg.get("IFLA_IFNAME")),
                     str(msg.get("IFLA_ADDRESS") or ""),
-                    msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")), int(msg["ifi_type"]),
+                    msg.get("IFLA_LINKINFO", {}).get("IFLA_INFO_KIND"), int(msg["ifi_type"]),
                     int(msg["flags"]))
 
 
 async def links() -> list[LinkInfo]:
-    async with rtnl() as ipr:
-        return sorted([_link(msg) async for msg in await ipr.get_links()],
+    async with _rtnl() as nl:
+        return sorted([_link(msg) for msg in await rtnl.dump_links(nl)],
                       key=lambda link: link.index)
 
 
@@ -75,8 +71,8 @@ async def link_by_name(name: str) -> LinkInfo | None:
 
 
 async def set_up(index: int) -> None:
-    async with rtnl() as ipr:
-        await ipr.link("set", index=index, state="up")
+    async with _rtnl() as nl:
+        await rtnl.set_link(nl, index, up=True)
 
 
 async def wait_lower_up(index: int, timeout: float) -> bool:
@@ -84,9 +80,9 @@ async def wait_lower_up(index: int, timeout: float) -> bool:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        async with rtnl() as ipr:
-            msgs = [msg async for msg in await ipr.get_links(index)]
-        if msgs and int(msgs[0]["flags"]) & IFF_LOWER_UP:
+        async with _rtnl() as nl:
+            msg = await rtnl.get_link(nl, index)
+        if int(msg["flags"]) & IFF_LOWER_UP:
             return True
         if loop.time() >= deadline:
             return False
@@ -94,8 +90,8 @@ async def wait_lower_up(index: int, timeout: float) -> bool:
 
 
 async def set_mtu(index: int, mtu: int) -> None:
-    async with rtnl() as ipr:
-        await ipr.link("set", index=index, mtu=mtu)
+    async with _rtnl() as nl:
+        await rtnl.set_link(nl, index, mtu=mtu)
 
 
 async def replace_address(index: int, address: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
@@ -103,28 +99,22 @@ async def replace_address(index: int, address: ipaddress.IPv4Interface | ipaddre
                           broadcast: str | None = None, noprefixroute: bool = False) -> None:
     """Add or refresh an address; with lifetimes the kernel drops it when a lease runs out
     unrenewed, as RFC 2131/8415 want, even if the client is gone."""
-    kwargs: dict[str, Any] = {"index": index, "address": str(address.ip),
-                              "prefixlen": address.network.prefixlen}
+    lifetimes = None
     if valid is not None:
-        kwargs["valid_lft"] = min(valid, FOREVER)
-        kwargs["preferred_lft"] = min(preferred if preferred is not None else valid, valid,
-                                      FOREVER)
-    if broadcast:
-        kwargs["broadcast"] = broadcast
-    if noprefixroute:
-        kwargs["IFA_FLAGS"] = IFA_F_NOPREFIXROUTE
-    async with rtnl() as ipr:
-        await ipr.addr("replace", **kwargs)
+        lifetimes = (min(valid, FOREVER),
+                     min(preferred if preferred is not None else valid, valid, FOREVER))
+    async with _rtnl() as nl:
+        await rtnl.replace_address(nl, index, address, lifetimes=lifetimes, broadcast=broadcast,
+                                   flags=IFA_F_NOPREFIXROUTE if noprefixroute else 0)
 
 
 async def delete_address(index: int,
                          address: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
-    async with rtnl() as ipr:
+    async with _rtnl() as nl:
         try:
-            await ipr.addr("del", index=index, address=str(address.ip),
-                           prefixlen=address.network.prefixlen)
-        except Exception as e:
-            if getattr(e, "code", None) not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH):
+            await rtnl.delete_address(nl, index, address)
+        except NetlinkError as e:
+            if e.errno not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH):
                 raise
 
 
@@ -133,33 +123,27 @@ def metric(index: int) -> int:
 
 
 async def replace_default_route(index: int, gateway: str, *, onlink: bool = False) -> None:
-    family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
-    dst = "::/0" if family == socket.AF_INET6 else "0.0.0.0/0"
-    kwargs: dict[str, Any] = {}
-    if onlink:  # a gateway outside the leased subnet (some clouds hand out /32s)
-        kwargs["flags"] = ["onlink"]
-    async with rtnl() as ipr:
-        await ipr.route("replace", dst=dst, gateway=gateway, oif=index, family=family,
-                        priority=metric(index), **kwargs)
+    """`onlink`: a gateway outside the leased subnet (some clouds hand out /32s)."""
+    async with _rtnl() as nl:
+        await rtnl.replace_default_route(nl, gateway, index, metric(index), onlink=onlink)
 
 
 async def delete_default_route(index: int, gateway: str) -> None:
-    family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
-    dst = "::/0" if family == socket.AF_INET6 else "0.0.0.0/0"
-    async with rtnl() as ipr:
+    async with _rtnl() as nl:
         try:
-            await ipr.route("del", dst=dst, gateway=gateway, oif=index, family=family,
-                            priority=metric(index))
-        except Exception as e:
-            if getattr(e, "code", None) not in (errno.ESRCH, errno.ENOENT):
+            await rtnl.delete_default_route(nl, gateway, index, metric(index))
+        except NetlinkError as e:
+            if e.errno not in (errno.ESRCH, errno.ENOENT):
                 raise
 
 
 async def addresses(index: int, family: int) -> list[tuple[str, int, int]]:
     """(address, prefixlen, IFA flags) of an interface."""
-    async with rtnl() as ipr:
+    async with _rtnl() as nl:
         out = []
-        async for msg in await ipr.get_addr(index=index, family=family):
+        for msg in await rtnl.dump_addresses(nl, family):
+            if msg["index"] != index:
+                continue
             addr = msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
             flags = msg.get("IFA_FLAGS")
             out.append((str(addr), int(msg["prefixlen"]),

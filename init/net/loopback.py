@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from init.net import pyroute2_light
+from init.net import rtnl
 
 
 async def bring_up() -> None:
-    pyroute2_light.install()
-    from pyroute2.iproute.linux import AsyncIPRoute
-
-    async with AsyncIPRoute() as ipr:
-        indexes = await ipr.link_lookup(ifname="lo")
-        if not indexes:
-            raise OSError("no loopback interface")
-        await ipr.link("set", index=indexes[0], state="up")
+    async with rtnl.open_socket() as nl:
+        lo = await rtnl.get_link(nl, name="lo")
+        await rtnl.set_link(nl, int(lo["index"]), up=True)

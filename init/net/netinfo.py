@@ -1,8 +1,8 @@
 """GetNetworkInfo's data: every interface as the kernel sees it now, plus the resolver's servers.
 
 Read from live netlink state (links, addresses, main-table default routes), never from what was
-requested, so the answer is what the guest really has. The extractors turn pyroute2 messages into
-plain tuples and `assemble` is a pure function over them: unit tests feed it recorded shapes.
+requested, so the answer is what the guest really has. The extractors turn decoded rtnl messages
+into plain tuples and `assemble` is a pure function over them: unit tests feed it recorded shapes.
 The network manager puts lease data (delegated prefix, per-interface DNS) on top of this.
 """
 
@@ -199,17 +199,14 @@ def read_dns(path: Path = RESOLV_CONF) -> tuple[list[str], list[str]]:
 
 async def read(resolv_conf: Path = RESOLV_CONF) -> list[InterfaceState]:
     """The live state of every interface (netlink dumps of links, addresses and routes)."""
-    from init.net import pyroute2_light
+    from init.net import rtnl
 
-    pyroute2_light.install()
-    from pyroute2.iproute.linux import AsyncIPRoute
-
-    async with AsyncIPRoute() as ipr:
-        links = [link_of(m) async for m in await ipr.get_links()]
-        addresses = [a async for m in await ipr.get_addr() if (a := address_of(m)) is not None]
+    async with rtnl.open_socket() as nl:
+        links = [link_of(m) for m in await rtnl.dump_links(nl)]
+        addresses = [a for m in await rtnl.dump_addresses(nl) if (a := address_of(m)) is not None]
         gateways: list[Gateway] = []
         for family in (socket.AF_INET, socket.AF_INET6):
-            async for m in await ipr.get_routes(family=family):
+            for m in await rtnl.dump_routes(nl, family):
                 gateways += gateways_of(m)
     return assemble(links, addresses, gateways, read_dns(resolv_conf))
 

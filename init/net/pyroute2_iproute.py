@@ -1,0 +1,56 @@
+"""What pyroute2's DHCP client needs of pyroute2's AsyncIPRoute, on our rtnl.
+
+pyroute2.dhcp imports AsyncIPRoute at module level: its raw socket looks its interface up
+(`get_links`) and watches it for a MAC change (`bind` to RTMGRP_LINK, then `get`); its hooks
+module imports it for default hooks we do not install. pyroute2_light registers this module as
+`pyroute2.iproute.linux`, so the DHCP client imports without pyroute2's rtnl stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from init.net import rtnl
+
+
+class Pyroute2Message(dict[str, Any]):
+    """A decoded message with pyroute2's accessor for attributes."""
+
+    def get_attr(self, name: str) -> Any:
+        return self.get(name)
+
+
+async def _each(msgs: Iterable[rtnl.Msg]) -> AsyncIterator[Pyroute2Message]:
+    for msg in msgs:
+        yield Pyroute2Message(msg)
+
+
+class AsyncIPRoute:
+    def __init__(self) -> None:
+        self._nl = rtnl.open_socket()
+
+    async def __aenter__(self) -> AsyncIPRoute:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._nl.close()
+
+    async def get_links(self) -> AsyncIterator[Pyroute2Message]:
+        return _each(await rtnl.dump_links(self._nl))
+
+    async def bind(self, groups: int) -> None:
+        """Join the multicast groups of a legacy RTMGRP_* mask (bit n-1 is group n)."""
+        for bit in range(groups.bit_length()):
+            if groups >> bit & 1:
+                self._nl.join(bit + 1)
+
+    async def get(self) -> AsyncIterator[Pyroute2Message]:
+        """The link messages of the next datagram."""
+        msgs = await self._nl.receive()
+        for msg in msgs:
+            if msg.type == rtnl.RTM_NEWLINK:
+                yield Pyroute2Message(rtnl.decode_link(msg))
