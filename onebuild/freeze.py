@@ -40,13 +40,16 @@ EXCLUDES = (
     "pyroute2.ethtool", "pyroute2.netlink.nl80211", "pyroute2.netlink.nfnetlink",
     "pyroute2.netlink.diag", "pyroute2.netlink.devlink", "pyroute2.netlink.taskstats",
     "pyroute2.netlink.connector", "pyroute2.ipvs",
-    # multiprocessing is imported (by pyroute2), never used to start pools, managers or servers.
-    "concurrent.futures.process", "multiprocessing.pool", "multiprocessing.managers",
-    "multiprocessing.dummy", "multiprocessing.shared_memory", "multiprocessing.sharedctypes",
-    "multiprocessing.heap", "multiprocessing.forkserver", "multiprocessing.popen_forkserver",
-    "multiprocessing.popen_spawn_posix",
+    # Of pyroute2 the init imports only the DHCP client, with the package __init__ files and the
+    # rtnl stack replaced (init/net/pyroute2_light.py): what only those __init__ files import
+    # stays out, and with it the stdlib that only pyroute2's rtnl used.
+    "pyroute2.iproute", "pyroute2.netlink.rtnl", "pyroute2.netlink.event",
+    "pyroute2.netlink.generic", "pyroute2.netlink.nlsocket", "pyroute2.netlink.core",
+    "pyroute2.netlink.coredata", "pyroute2.netlink.marshal", "pyroute2.netlink.rt_files",
+    "pyroute2.netlink.ipq", "pyroute2.netlink.uevent", "pyroute2.requests", "pyroute2.netns",
+    "pyroute2.process", "pyroute2.statsd", "pyroute2.config", "pyroute2.devlink",
+    "multiprocessing", "concurrent.futures.process", "unittest", "difflib",
     "decimal", "_decimal", "_pydecimal", "statistics", "fractions",
-    # Not difflib: pyroute2's rtnl socket imports unittest.mock, and unittest imports difflib.
     # East-Asian codecs: 1 MB of extension modules the init never decodes with.
     "_codecs_jp", "_codecs_kr", "_codecs_cn", "_codecs_tw", "_codecs_hk", "_codecs_iso2022",
     "_multibytecodec",
@@ -59,8 +62,8 @@ EXCLUDES = (
 
 # Imported lazily by our own code (inside functions), so listed for PyInstaller's analysis.
 HIDDEN_IMPORTS = (
-    "pyroute2.iproute.linux",
-    "pyroute2.netlink.event.acpi_event",
+    # pyroute2_light imports it by name, as pyroute2.iproute.linux.
+    "init.net.pyroute2_iproute",
     # The API is imported when it starts, not at boot (init/api/server.py).
     "init.api.service",
     "init.api.ready",
