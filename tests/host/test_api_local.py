@@ -196,7 +196,7 @@ def _frozen() -> list[str]:
 
 def test_frozen_init_serves_the_api(tmp_path: Path) -> None:
     """The PyInstaller tree, not the sources: catches modules the freeze left out, which only
-    show when a call first imports them (pyroute2's rtnl, protobuf's pure-Python runtime)."""
+    show when a call first imports them (the netlink modules, protobuf's pure-Python runtime)."""
     path = tmp_path / "api.sock"
     init = LocalInit(tmp_path, f"unix:{path}", _frozen())
     try:
