@@ -1,1 +1,1 @@
-"""Networking: links and addresses through netlink (pyroute2)."""
+"""Networking: links, addresses and routes through our rtnetlink; DHCPv4 from pyroute2."""

@@ -10,17 +10,14 @@ import asyncio
 import errno
 import ipaddress
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from init.net import rtnl
-from init.net.netlink import NetlinkError, NetlinkSocket
+from init.net.netlink import NetlinkError
 
 LOG = logging.getLogger("mvirt-one")
 
 ARPHRD_ETHER = 1
-IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
 IFF_LOWER_UP = 0x10000
 IFA_F_NOPREFIXROUTE = 0x200
@@ -47,12 +44,6 @@ class LinkInfo:
                 and self.kind is None)
 
 
-@asynccontextmanager
-async def _rtnl() -> AsyncIterator[NetlinkSocket]:
-    async with rtnl.open_socket() as nl:
-        yield nl
-
-
 def _link(msg: rtnl.Msg) -> LinkInfo:
     return LinkInfo(int(msg["index"]), str(msg.get("IFLA_IFNAME")),
                     str(msg.get("IFLA_ADDRESS") or ""),
@@ -61,7 +52,7 @@ def _link(msg: rtnl.Msg) -> LinkInfo:
 
 
 async def links() -> list[LinkInfo]:
-    async with _rtnl() as nl:
+    async with rtnl.open_socket() as nl:
         return sorted([_link(msg) for msg in await rtnl.dump_links(nl)],
                       key=lambda link: link.index)
 
@@ -71,7 +62,7 @@ async def link_by_name(name: str) -> LinkInfo | None:
 
 
 async def set_up(index: int) -> None:
-    async with _rtnl() as nl:
+    async with rtnl.open_socket() as nl:
         await rtnl.set_link(nl, index, up=True)
 
 
@@ -80,7 +71,7 @@ async def wait_lower_up(index: int, timeout: float) -> bool:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        async with _rtnl() as nl:
+        async with rtnl.open_socket() as nl:
             msg = await rtnl.get_link(nl, index)
         if int(msg["flags"]) & IFF_LOWER_UP:
             return True
@@ -90,7 +81,7 @@ async def wait_lower_up(index: int, timeout: float) -> bool:
 
 
 async def set_mtu(index: int, mtu: int) -> None:
-    async with _rtnl() as nl:
+    async with rtnl.open_socket() as nl:
         await rtnl.set_link(nl, index, mtu=mtu)
 
 
@@ -103,14 +94,14 @@ async def replace_address(index: int, address: ipaddress.IPv4Interface | ipaddre
     if valid is not None:
         lifetimes = (min(valid, FOREVER),
                      min(preferred if preferred is not None else valid, valid, FOREVER))
-    async with _rtnl() as nl:
+    async with rtnl.open_socket() as nl:
         await rtnl.replace_address(nl, index, address, lifetimes=lifetimes, broadcast=broadcast,
                                    flags=IFA_F_NOPREFIXROUTE if noprefixroute else 0)
 
 
 async def delete_address(index: int,
                          address: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
-    async with _rtnl() as nl:
+    async with rtnl.open_socket() as nl:
         try:
             await rtnl.delete_address(nl, index, address)
         except NetlinkError as e:
@@ -124,12 +115,12 @@ def metric(index: int) -> int:
 
 async def replace_default_route(index: int, gateway: str, *, onlink: bool = False) -> None:
     """`onlink`: a gateway outside the leased subnet (some clouds hand out /32s)."""
-    async with _rtnl() as nl:
+    async with rtnl.open_socket() as nl:
         await rtnl.replace_default_route(nl, gateway, index, metric(index), onlink=onlink)
 
 
 async def delete_default_route(index: int, gateway: str) -> None:
-    async with _rtnl() as nl:
+    async with rtnl.open_socket() as nl:
         try:
             await rtnl.delete_default_route(nl, gateway, index, metric(index))
         except NetlinkError as e:
@@ -139,7 +130,7 @@ async def delete_default_route(index: int, gateway: str) -> None:
 
 async def addresses(index: int, family: int) -> list[tuple[str, int, int]]:
     """(address, prefixlen, IFA flags) of an interface."""
-    async with _rtnl() as nl:
+    async with rtnl.open_socket() as nl:
         out = []
         for msg in await rtnl.dump_addresses(nl, family):
             if msg["index"] != index:

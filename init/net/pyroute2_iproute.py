@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from init.net import rtnl
+from init.net import netlink, rtnl
+from init.net.netlink import NetlinkSocket
 
 
 class Pyroute2Message(dict[str, Any]):
@@ -26,31 +27,21 @@ async def _each(msgs: Iterable[rtnl.Msg]) -> AsyncIterator[Pyroute2Message]:
         yield Pyroute2Message(msg)
 
 
-class AsyncIPRoute:
+class AsyncIPRoute(NetlinkSocket):
     def __init__(self) -> None:
-        self._nl = rtnl.open_socket()
-
-    async def __aenter__(self) -> AsyncIPRoute:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._nl.close()
+        super().__init__(netlink.NETLINK_ROUTE)
 
     async def get_links(self) -> AsyncIterator[Pyroute2Message]:
-        return _each(await rtnl.dump_links(self._nl))
+        return _each(await rtnl.dump_links(self))
 
     async def bind(self, groups: int) -> None:
         """Join the multicast groups of a legacy RTMGRP_* mask (bit n-1 is group n)."""
         for bit in range(groups.bit_length()):
             if groups >> bit & 1:
-                self._nl.join(bit + 1)
+                self.join(bit + 1)
 
     async def get(self) -> AsyncIterator[Pyroute2Message]:
         """The link messages of the next datagram."""
-        msgs = await self._nl.receive()
-        for msg in msgs:
+        for msg in await self.receive():
             if msg.type == rtnl.RTM_NEWLINK:
                 yield Pyroute2Message(rtnl.decode_link(msg))
