@@ -4,10 +4,11 @@ openat2."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The process's own symbols, libc's among them: no library search (ctypes.util.find_library
+# imports subprocess and may run ldconfig or gcc to answer).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 MS_RDONLY = 1
 MS_NOSUID = 2

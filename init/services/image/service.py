@@ -174,8 +174,10 @@ class ImageService:
 
     def _pull_sync(self, ref: reference.Reference, emit: ProgressCallback,
                    credential: Credential | None) -> str:
+        from init import openssl
         from init.services.image.puller import Puller  # http.client, tarfile: on first pull
 
+        openssl.load()  # TLS, and OpenSSL's hashes for the digests
         cancel = self._canceller()
         cancel.check()
         store = self._ready()
