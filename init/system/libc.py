@@ -1,5 +1,5 @@
 """The few syscalls Python's os module lacks, through ctypes: mount, umount2, reboot, prctl,
-openat2."""
+openat2; and glibc's malloc_trim."""
 
 from __future__ import annotations
 
@@ -72,3 +72,17 @@ def open_in_root(root_fd: int, path: str, flags: int) -> int:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
     return int(fd)
+
+
+def release_free_heap() -> bool:
+    """Hand the C heap's free pages back to the kernel; False where the libc has no malloc_trim.
+
+    glibc returns heap memory only from the top of the heap on its own: what imports and pulls
+    freed below a live block stays in the process's RSS (3.3 MB of the init's at READY,
+    measured on the host) until malloc_trim releases it.
+    """
+    trim = getattr(_libc, "malloc_trim", None)
+    if trim is None:
+        return False
+    trim(ctypes.c_size_t(0))
+    return True

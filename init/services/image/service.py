@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from init.services.image.errors import ImageInUse, ImageNotFound
+from init.system import libc
 
 # The rest loads on first use: the init constructs this service at boot, where every import
 # costs (regexes compiled, JSON, tempfile...), and most boots never pull.
@@ -181,14 +182,17 @@ class ImageService:
         cancel = self._canceller()
         cancel.check()
         store = self._ready()
-        # Shared: removals wait for running pulls before deleting blobs.
-        with store.pulling():
-            puller = Puller(store, ref, insecure=self.insecure_registries,
-                            credential=credential or self.credentials.get(ref.registry),
-                            progress=emit, ca_files=self.ca_files, cancel=cancel)
-            digest = puller.run()
-        if store.in_memory():
-            store.drop_layer_blobs()
+        try:
+            # Shared: removals wait for running pulls before deleting blobs.
+            with store.pulling():
+                puller = Puller(store, ref, insecure=self.insecure_registries,
+                                credential=credential or self.credentials.get(ref.registry),
+                                progress=emit, ca_files=self.ca_files, cancel=cancel)
+                digest = puller.run()
+            if store.in_memory():
+                store.drop_layer_blobs()
+        finally:
+            libc.release_free_heap()  # the pull's buffers, freed below what the init keeps
         return digest
 
     # --- local queries -----------------------------------------------------------------------
