@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from init.app import main
+from init import openssl
+
+# OpenSSL loads with the first pull, not with asyncio (init/openssl.py).
+with openssl.hidden():
+    from init.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

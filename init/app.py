@@ -124,6 +124,7 @@ class Init:
             await hooks.run_all(self.cfg.hooks_dir, self.reaper)
         with log.phase("api"):
             await self._start_api()
+        libc.release_free_heap()  # what the boot imports freed
         LOG.info("phase ready: init %s serving (%s); %s", VERSION,
                  self._api.address if self._api else "no API", meminfo.summary())
         if self._api is not None and self.cfg.mode == "pid1":

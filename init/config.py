@@ -9,7 +9,6 @@ Secrets never come from here: /proc/cmdline is readable by every process, contai
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import ipaddress
 import logging
@@ -18,9 +17,12 @@ import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from init.net import static as net_static
+
+if TYPE_CHECKING:
+    import argparse  # local mode only: PID 1 reads the kernel command line
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -297,6 +299,8 @@ def from_cmdline(text: str) -> Config:
 
 
 def local_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="mvirt-one-init",
         description=(

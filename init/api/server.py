@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from init import openssl
 from init.api import listeners
 
 if TYPE_CHECKING:
@@ -41,11 +42,13 @@ class ApiServer:
         """Bind `listen` and serve; raises listeners.ListenError if the address is unusable."""
         listener = listeners.bind(listen)
         try:
-            from grpclib.server import Server
+            # grpclib's client module, which the generated stubs import, imports ssl.
+            with openssl.hidden():
+                from grpclib.server import Server
 
-            from init.api import limits
-            from init.api.service import OneService
-            from init.net import netinfo
+                from init.api import limits
+                from init.api.service import OneService
+                from init.net import netinfo
 
             # The network manager's view (live netlink + lease data) in PID 1 mode; local mode
             # has no manager and reads the live state alone.

@@ -1,13 +1,14 @@
 """The few syscalls Python's os module lacks, through ctypes: mount, umount2, reboot, prctl,
-openat2."""
+openat2; and glibc's malloc_trim."""
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The process's own symbols, libc's among them: no library search (ctypes.util.find_library
+# imports subprocess and may run ldconfig or gcc to answer).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -71,3 +72,17 @@ def open_in_root(root_fd: int, path: str, flags: int) -> int:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
     return int(fd)
+
+
+def release_free_heap() -> bool:
+    """Hand the C heap's free pages back to the kernel; False where the libc has no malloc_trim.
+
+    glibc returns heap memory only from the top of the heap on its own: what imports and pulls
+    freed below a live block stays in the process's RSS (3.3 MB of the init's at READY,
+    measured on the host) until malloc_trim releases it.
+    """
+    trim = getattr(_libc, "malloc_trim", None)
+    if trim is None:
+        return False
+    trim(ctypes.c_size_t(0))
+    return True

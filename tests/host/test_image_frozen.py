@@ -1,5 +1,6 @@
 """The frozen init (target/init, what the initramfs carries) pulls: catches modules the freeze
-left out, which only show when the first pull imports them (http.client, tarfile, zstandard)."""
+left out, which only show when the first pull imports them (http.client, tarfile, zstandard,
+and OpenSSL, which the init loads only then)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,17 @@ def test_frozen_init_pulls_a_zstd_image(tmp_path: Path, image_registry: Registry
     init = LocalInit(tmp_path, f"unix:{tmp_path / 'api.sock'}", [str(frozen)])
     try:
         with init.client() as stub:
+            assert "libcrypto" not in _maps(init.proc.pid)  # not loaded by the boot imports
             ref = f"{image_registry.address}/{zstd_image.name}"
             last = list(stub.PullImage(one_pb2.PullImageRequest(reference=ref), timeout=120))[-1]
         assert last.status == "done" and last.image.digest == zstd_image.digest, init.log()
         rootfs = tmp_path / "data" / "images" / "rootfs" / zstd_image.digest.partition(":")[2]
         assert os.access(rootfs / "bin" / "busybox", os.X_OK)
+        assert "libcrypto" in _maps(init.proc.pid)
     finally:
         init.proc.terminate()
         init.proc.wait(10)
+
+
+def _maps(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from init.services.image.errors import ImageInUse, ImageNotFound
+from init.system import libc
 
 # The rest loads on first use: the init constructs this service at boot, where every import
 # costs (regexes compiled, JSON, tempfile...), and most boots never pull.
@@ -174,19 +175,24 @@ class ImageService:
 
     def _pull_sync(self, ref: reference.Reference, emit: ProgressCallback,
                    credential: Credential | None) -> str:
+        from init import openssl
         from init.services.image.puller import Puller  # http.client, tarfile: on first pull
 
+        openssl.load()  # TLS, and OpenSSL's hashes for the digests
         cancel = self._canceller()
         cancel.check()
         store = self._ready()
-        # Shared: removals wait for running pulls before deleting blobs.
-        with store.pulling():
-            puller = Puller(store, ref, insecure=self.insecure_registries,
-                            credential=credential or self.credentials.get(ref.registry),
-                            progress=emit, ca_files=self.ca_files, cancel=cancel)
-            digest = puller.run()
-        if store.in_memory():
-            store.drop_layer_blobs()
+        try:
+            # Shared: removals wait for running pulls before deleting blobs.
+            with store.pulling():
+                puller = Puller(store, ref, insecure=self.insecure_registries,
+                                credential=credential or self.credentials.get(ref.registry),
+                                progress=emit, ca_files=self.ca_files, cancel=cancel)
+                digest = puller.run()
+            if store.in_memory():
+                store.drop_layer_blobs()
+        finally:
+            libc.release_free_heap()  # the pull's buffers, freed below what the init keeps
         return digest
 
     # --- local queries -----------------------------------------------------------------------
