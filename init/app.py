@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from init import config as config_mod
-from init import hooks, log
+from init import hooks, log, openssl
 from init.api.listeners import ListenError
 from init.api.server import ApiServer
 from init.config import Config
@@ -105,7 +105,10 @@ class Init:
                 where = await datadisk.prepare(self.cfg.data_dir, self.cfg.data_disk,
                                                self.cfg.data_size, self.reaper)
             LOG.info("data directory %s on %s", self.cfg.data_dir, where)
-            with log.phase("network"):
+            # Its imports reach hashlib (pyroute2's DHCP client, through secrets): without
+            # OpenSSL until the first pull (init/openssl.py). No API serves yet: nothing here
+            # can need TLS.
+            with log.phase("network"), openssl.hidden():
                 await _loopback_up()
                 from init.net import boot as net_boot
 
