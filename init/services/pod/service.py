@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -181,14 +180,11 @@ class PodService:
             await asyncio.to_thread(rootfs.ensure_upper_fs, self.dir)
             self._prepared = True
         async with pod.busy:
-            # Leftovers of an earlier init, off the loop: a big tree takes a while.
-            await asyncio.to_thread(shutil.rmtree, pod.dir, True)
-            pod.dir.mkdir(parents=True)
             try:
                 pod.ip_address = await self._address()
             except Exception as e:
                 LOG.warning("pod %s: no address (%s)", pod.id, e)
-            etc = await asyncio.to_thread(self._etc_files, pod)
+            etc = await asyncio.to_thread(self._pod_dir, pod)
             for c in pod.containers:
                 try:
                     await self._create_container(pod, c, etc)
@@ -215,7 +211,11 @@ class PodService:
             LOG.exception("pod %s: undoing it failed", pod.id)
             self.pods.pop(pod.id, None)
 
-    def _etc_files(self, pod: Pod) -> dict[str, Path]:
+    def _pod_dir(self, pod: Pod) -> dict[str, Path]:
+        """A fresh directory for the pod with its /etc files (in a thread: removing what an
+        earlier init left there can take a while)."""
+        shutil.rmtree(pod.dir, True)
+        pod.dir.mkdir(parents=True)
         hosts = pod.dir / "hosts"
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
         if pod.ip_address:
@@ -239,24 +239,22 @@ class PodService:
             image = await self._take_image(pod, c)
         except ImageError as e:
             raise RuntimeError_(f"image {c.spec.image}: {e}") from e
-        c.dir.mkdir(parents=True)
         cfg = image.config
-        # In a thread: the image's /etc/passwd is read from disk.
-        proc = await asyncio.to_thread(
-            functools.partial(spec.process, entrypoint=cfg.entrypoint, cmd=cfg.cmd,
-                              image_env=cfg.env, image_workdir=cfg.working_dir,
-                              image_user=cfg.user, command=c.spec.command, args=c.spec.args,
-                              env=c.spec.env, working_dir=c.spec.working_dir,
-                              rootfs=image.rootfs))
 
-        def prepare() -> Path:
+        def bundle() -> None:
+            """The bundle, in one step off the loop (the image's /etc/passwd is read, the
+            rootfs mounted, config.json written)."""
+            c.dir.mkdir(parents=True)
+            proc = spec.process(entrypoint=cfg.entrypoint, cmd=cfg.cmd, image_env=cfg.env,
+                                image_workdir=cfg.working_dir, image_user=cfg.user,
+                                command=c.spec.command, args=c.spec.args, env=c.spec.env,
+                                working_dir=c.spec.working_dir, rootfs=image.rootfs)
             # c.overlay is set even if the caller is gone by then: the undo must know.
             root, c.overlay = rootfs.prepare(image.rootfs, c.dir)
-            return root
+            doc = spec.config(proc, rootfs=root, hostname=pod.name, etc_files=etc)
+            (c.dir / "config.json").write_text(json.dumps(doc, indent=1))
 
-        root = await to_the_end(asyncio.to_thread(prepare))
-        doc = spec.config(proc, rootfs=root, hostname=pod.name, etc_files=etc)
-        (c.dir / "config.json").write_text(json.dumps(doc, indent=1))
+        await to_the_end(asyncio.to_thread(bundle))
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         out = os.open(c.log_path("stdout"), flags, 0o640)
         err = os.open(c.log_path("stderr"), flags, 0o640)
@@ -281,6 +279,11 @@ class PodService:
         the container."""
         from init.services.image.errors import ImageNotFound
 
+        async with self.image_use:  # present already (the usual case): one look-up
+            with contextlib.suppress(ImageNotFound):
+                image = await asyncio.to_thread(self.images.get, c.spec.image)
+                c.image_digest = image.digest
+                return image
         for _ in range(self.TAKE_ATTEMPTS):
             try:  # the store's files (and, on first use, its locks) are read in a thread
                 image = await asyncio.to_thread(self.images.get, c.spec.image)

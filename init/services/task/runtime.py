@@ -143,18 +143,20 @@ class Runtime:
                 os.killpg(pid, signal.SIGKILL)
             status = await exited
             timed_out = True
+        if timed_out:
+            Path(log).unlink(missing_ok=True)
+            return Result(status, f"{self.binary.name} did not answer in "
+                                  f"{self.call_timeout:.0f} s: killed")
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            # Only a failure has something to say: a successful call's log is not read.
+            Path(log).unlink(missing_ok=True)
+            return Result(status, "")
         try:
             text = await asyncio.to_thread(Path(log).read_text, errors="replace")
         except OSError:
             text = ""
         finally:
             Path(log).unlink(missing_ok=True)
-        if timed_out:
-            return Result(status, f"{self.binary.name} did not answer in "
-                                  f"{self.call_timeout:.0f} s: killed")
-        ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        if ok:
-            return Result(status, "")
         from init.system.reaper import describe_status
 
         return Result(status, error_text(text) or f"{self.binary.name} {describe_status(status)}")
