@@ -134,27 +134,21 @@ class Runtime:
 
     async def _finish(self, call: Call) -> Result:
         pid, log, exited = call
-        timed_out = False
         try:
-            status = await asyncio.wait_for(asyncio.shield(exited), self.call_timeout)
-        except TimeoutError:
-            # Its own session and group (spawn's setsid): whatever it started goes with it.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            status = await exited
-            timed_out = True
-        if timed_out:
-            Path(log).unlink(missing_ok=True)
-            return Result(status, f"{self.binary.name} did not answer in "
-                                  f"{self.call_timeout:.0f} s: killed")
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-            # Only a failure has something to say: a successful call's log is not read.
-            Path(log).unlink(missing_ok=True)
-            return Result(status, "")
-        try:
-            text = await asyncio.to_thread(Path(log).read_text, errors="replace")
-        except OSError:
-            text = ""
+            try:
+                status = await asyncio.wait_for(asyncio.shield(exited), self.call_timeout)
+            except TimeoutError:
+                # Its own session and group (spawn's setsid): whatever it started goes with it.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                return Result(await exited, f"{self.binary.name} did not answer in "
+                                            f"{self.call_timeout:.0f} s: killed")
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                return Result(status, "")  # only a failure has something to say: no log read
+            try:
+                text = await asyncio.to_thread(Path(log).read_text, errors="replace")
+            except OSError:
+                text = ""
         finally:
             Path(log).unlink(missing_ok=True)
         from init.system.reaper import describe_status
