@@ -98,6 +98,26 @@ class Init:
         self.reaper.install(loop)
         for sig in SHUTDOWN_SIGNALS:
             loop.add_signal_handler(sig, self.request_shutdown, sig.name)
+        # Nothing serves until the API does, so nothing before it can need TLS: its imports
+        # (hashlib, say, reached by the DHCP client) go without OpenSSL (init/openssl.py).
+        with openssl.hidden():
+            await self._boot()
+        with log.phase("api"):
+            await self._start_api()
+        libc.release_free_heap()  # what the boot imports freed
+        LOG.info("phase ready: init %s serving (%s); %s", VERSION,
+                 self._api.address if self._api else "no API", meminfo.summary())
+        if self._api is not None and self.cfg.mode == "pid1":
+            from init.api import ready
+
+            # In the background: a host that does not listen must not delay anything.
+            self._start(ready.signal_ready(self.cfg.ready_port), "ready")
+        await self._shutdown.wait()
+        await self._stop()
+
+    async def _boot(self) -> None:
+        """Everything before the API: storage, network and power button (PID 1 mode), the pod
+        service, the boot hooks."""
         if self.cfg.mode == "pid1":
             with log.phase("storage"):
                 from init.system import datadisk
@@ -105,10 +125,7 @@ class Init:
                 where = await datadisk.prepare(self.cfg.data_dir, self.cfg.data_disk,
                                                self.cfg.data_size, self.reaper)
             LOG.info("data directory %s on %s", self.cfg.data_dir, where)
-            # Its imports reach hashlib (pyroute2's DHCP client, through secrets): without
-            # OpenSSL until the first pull (init/openssl.py). No API serves yet: nothing here
-            # can need TLS.
-            with log.phase("network"), openssl.hidden():
+            with log.phase("network"):
                 await _loopback_up()
                 from init.net import boot as net_boot
 
@@ -125,18 +142,6 @@ class Init:
                 LOG.error("pods left by an earlier init: %s", e)
         with log.phase("hooks"):
             await hooks.run_all(self.cfg.hooks_dir, self.reaper)
-        with log.phase("api"):
-            await self._start_api()
-        libc.release_free_heap()  # what the boot imports freed
-        LOG.info("phase ready: init %s serving (%s); %s", VERSION,
-                 self._api.address if self._api else "no API", meminfo.summary())
-        if self._api is not None and self.cfg.mode == "pid1":
-            from init.api import ready
-
-            # In the background: a host that does not listen must not delay anything.
-            self._start(ready.signal_ready(self.cfg.ready_port), "ready")
-        await self._shutdown.wait()
-        await self._stop()
 
     async def _start_api(self) -> None:
         try:
