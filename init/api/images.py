@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from grpclib.server import Stream
 
-from oneproto import one_pb2
+from oneproto import one_msgs
 
 if TYPE_CHECKING:
     from init.services.image import Image, ImageService
@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from init.services.pod.service import PodService
 
 
-def image_info(image: Image) -> one_pb2.ImageInfo:
+def image_info(image: Image) -> one_msgs.ImageInfo:
     c = image.config
-    return one_pb2.ImageInfo(
+    return one_msgs.ImageInfo(
         references=image.references, digest=image.digest, size=image.size, created=c.created,
         architecture=c.architecture, os=c.os, entrypoint=c.entrypoint, cmd=c.cmd, env=c.env,
         working_dir=c.working_dir, user=c.user, exposed_ports=c.exposed_ports, labels=c.labels)
@@ -57,7 +57,7 @@ class LatestProgress:
 
 
 async def pull(images: ImageService,
-               stream: Stream[one_pb2.PullImageRequest, one_pb2.PullImageProgress]) -> None:
+               stream: Stream[one_msgs.PullImageRequest, one_msgs.PullImageProgress]) -> None:
     request = await stream.recv_message()
     assert request is not None
     credential = None
@@ -73,26 +73,26 @@ async def pull(images: ImageService,
         while (p := await steps.get()) is not None:
             if p.status == "done":
                 continue  # the last message carries the image, below
-            await stream.send_message(one_pb2.PullImageProgress(
+            await stream.send_message(one_msgs.PullImageProgress(
                 status=p.status, layer=p.layer, bytes_done=p.done, bytes_total=p.total))
         image = await task
     finally:
         # A client that goes away stops its stream, not the pull: others may wait for it, and
         # the blobs fetched so far are kept.
         task.cancel()
-    await stream.send_message(one_pb2.PullImageProgress(
+    await stream.send_message(one_msgs.PullImageProgress(
         status="done", bytes_done=image.size, bytes_total=image.size, image=image_info(image)))
 
 
 async def list_images(images: ImageService,
-                      stream: Stream[one_pb2.Empty, one_pb2.ListImagesResponse]) -> None:
+                      stream: Stream[one_msgs.Empty, one_msgs.ListImagesResponse]) -> None:
     await stream.recv_message()
     found = await asyncio.to_thread(images.list)
-    await stream.send_message(one_pb2.ListImagesResponse(images=[image_info(i) for i in found]))
+    await stream.send_message(one_msgs.ListImagesResponse(images=[image_info(i) for i in found]))
 
 
 async def remove(images: ImageService, pods: PodService | None,
-                 stream: Stream[one_pb2.RemoveImageRequest, one_pb2.RemoveImageResponse]
+                 stream: Stream[one_msgs.RemoveImageRequest, one_msgs.RemoveImageResponse]
                  ) -> None:
     request = await stream.recv_message()
     assert request is not None
@@ -103,4 +103,4 @@ async def remove(images: ImageService, pods: PodService | None,
         # finds it gone and pulls it again.
         async with pods.image_use:
             removed = await images.remove(request.reference, pods.image_in_use)
-    await stream.send_message(one_pb2.RemoveImageResponse(removed=removed))
+    await stream.send_message(one_msgs.RemoveImageResponse(removed=removed))

@@ -16,25 +16,25 @@ from grpclib.server import Stream
 from init.services.pod import logs
 from init.services.pod.model import Container, ContainerSpec, CState, Pod
 from init.services.pod.service import PodService
-from oneproto import one_pb2
+from oneproto import one_msgs
 
 if TYPE_CHECKING:
     from init.services.task.exec import ExecProcess
 
 
-def container_msg(c: Container) -> one_pb2.Container:
-    state = one_pb2.ContainerState.ValueType(int(c.state))
-    return one_pb2.Container(id=c.id, name=c.spec.name or c.id, state=state,
+def container_msg(c: Container) -> one_msgs.Container:
+    state = one_msgs.ContainerState(int(c.state))
+    return one_msgs.Container(id=c.id, name=c.spec.name or c.id, state=state,
                              exit_code=c.exit_code, image=c.spec.image, error_message=c.error)
 
 
-def pod_msg(p: Pod) -> one_pb2.Pod:
-    return one_pb2.Pod(id=p.id, name=p.name, state=one_pb2.PodState.ValueType(int(p.state)),
+def pod_msg(p: Pod) -> one_msgs.Pod:
+    return one_msgs.Pod(id=p.id, name=p.name, state=one_msgs.PodState(int(p.state)),
                        containers=[container_msg(c) for c in p.containers],
                        ip_address=p.ip_address, error_message=p.error)
 
 
-def spec_of(m: one_pb2.ContainerSpec) -> ContainerSpec:
+def spec_of(m: one_msgs.ContainerSpec) -> ContainerSpec:
     return ContainerSpec(id=m.id, name=m.name, image=m.image, command=tuple(m.command),
                          args=tuple(m.args), env=tuple(m.env), working_dir=m.working_dir)
 
@@ -67,7 +67,7 @@ async def stop(pods: PodService, stream: Stream[Any, Any]) -> None:
 async def delete(pods: PodService, stream: Stream[Any, Any]) -> None:
     r = await _request(stream)
     await pods.delete(r.id, r.force)
-    await stream.send_message(one_pb2.Empty())
+    await stream.send_message(one_msgs.Empty())
 
 
 async def get(pods: PodService, stream: Stream[Any, Any]) -> None:
@@ -78,7 +78,7 @@ async def get(pods: PodService, stream: Stream[Any, Any]) -> None:
 
 async def list_pods(pods: PodService, stream: Stream[Any, Any]) -> None:
     await stream.recv_message()
-    await stream.send_message(one_pb2.ListPodsResponse(pods=[pod_msg(p) for p in pods.list()]))
+    await stream.send_message(one_msgs.ListPodsResponse(pods=[pod_msg(p) for p in pods.list()]))
 
 
 # --- streams of several sources ----------------------------------------------------------
@@ -116,10 +116,10 @@ async def _send_merged(stream: Stream[Any, Any], sources: Sequence[AsyncIterator
 
 # --- logs ------------------------------------------------------------------------------------
 
-async def _one_log(c: Container, name: str, r: Any) -> AsyncIterator[one_pb2.LogsResponse]:
+async def _one_log(c: Container, name: str, r: Any) -> AsyncIterator[one_msgs.LogsResponse]:
     async for chunk in logs.read(str(c.log_path(name)), tail=r.tail_lines, follow=r.follow,
                                  finished=lambda: c.exited.is_set() or c.state == CState.FAILED):
-        yield one_pb2.LogsResponse(container_id=c.id, data=chunk, is_stderr=name == "stderr")
+        yield one_msgs.LogsResponse(container_id=c.id, data=chunk, is_stderr=name == "stderr")
 
 
 async def logs_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
@@ -138,10 +138,10 @@ async def logs_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
 
 # --- exec ------------------------------------------------------------------------------------
 
-async def _outputs(proc: ExecProcess, name: str) -> AsyncIterator[one_pb2.ExecOutput]:
+async def _outputs(proc: ExecProcess, name: str) -> AsyncIterator[one_msgs.ExecOutput]:
     async for data in proc.chunks(name):
-        yield (one_pb2.ExecOutput(stderr=data) if name == "stderr"
-               else one_pb2.ExecOutput(stdout=data))
+        yield (one_msgs.ExecOutput(stderr=data) if name == "stderr"
+               else one_msgs.ExecOutput(stdout=data))
 
 
 async def exec_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
@@ -164,7 +164,7 @@ async def exec_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
     try:
         await _send_merged(stream, [_outputs(proc, name) for name in proc.outputs])
         status = await proc.status
-        await stream.send_message(one_pb2.ExecOutput(exit_code=proc.exit_code(status)))
+        await stream.send_message(one_msgs.ExecOutput(exit_code=proc.exit_code(status)))
     finally:
         feeder.cancel()
         # A client that went away takes its process with it, as containerd's CRI does: nobody

@@ -1,7 +1,7 @@
 """Start and stop the gRPC server (grpclib) on the pre-bound listener.
 
-grpclib and the generated stubs are imported here, inside `start`, not at module level: the
-boot phases before the API should not wait for h2 and protobuf to load.
+grpclib and the generated messages are imported here, inside `start`, not at module level: the
+boot phases before the API should not wait for h2 to load.
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ class ApiServer:
         """Bind `listen` and serve; raises listeners.ListenError if the address is unusable."""
         listener = listeners.bind(listen)
         try:
-            # grpclib's client module, which the generated stubs import, imports ssl.
+            # What these imports reach of OpenSSL waits for the first pull (init/openssl.py).
             with openssl.hidden():
                 from grpclib.server import Server
 
                 from init.api import limits
+                from init.api.codec import WireCodec
                 from init.api.service import OneService
                 from init.net import netinfo
 
@@ -56,7 +57,7 @@ class ApiServer:
                                  default_grace=default_grace, network=network or netinfo.read,
                                  images=images)
             limits.install()
-            server = Server([service])
+            server = Server([service], codec=WireCodec())
             await server.start(sock=listener.sock)
         except BaseException:
             listener.close()

@@ -1,6 +1,6 @@
 """OneService: the handlers behind proto/one.proto's RPCs.
 
-Imported only when the API starts (grpclib, h2 and protobuf are costly at boot). Every handler is
+Imported only when the API starts (grpclib and h2 are costly at boot). Every handler is
 wrapped by `guard`, so an unexpected exception in one call becomes INTERNAL for that call, with a
 traceback in the log, and never reaches the connection, the server or the event loop.
 """
@@ -22,7 +22,7 @@ from init.api import pods as pods_api
 from init.net import netinfo
 from init.services.errors import ServiceError
 from init.services.pod.model import RunningCounts
-from oneproto import one_grpc, one_pb2
+from oneproto import one_msgs, one_service
 
 if TYPE_CHECKING:
     from init.services.image import ImageService
@@ -87,7 +87,7 @@ def _on_pods(handler: PodHandler) -> Any:
     return method
 
 
-class OneService(one_grpc.OneServiceBase):
+class OneService(one_service.OneServiceBase):
     """`pods` or `images` None: that service does not run in this init, its RPCs answer
     UNAVAILABLE and Health counts nothing running."""
 
@@ -108,18 +108,18 @@ class OneService(one_grpc.OneServiceBase):
 
     # --- the VM ----------------------------------------------------------------------------
 
-    async def Health(self, stream: Stream[one_pb2.Empty, one_pb2.HealthResponse]) -> None:
+    async def Health(self, stream: Stream[one_msgs.Empty, one_msgs.HealthResponse]) -> None:
         await stream.recv_message()
         counts = self._pods.running_counts() if self._pods else RunningCounts(0, 0)
-        await stream.send_message(one_pb2.HealthResponse(
+        await stream.send_message(one_msgs.HealthResponse(
             healthy=True, version=self._version,
             running_pods=counts.pods, running_containers=counts.containers))
 
-    async def GetNetworkInfo(self, stream: Stream[one_pb2.Empty, one_pb2.NetworkInfo]) -> None:
+    async def GetNetworkInfo(self, stream: Stream[one_msgs.Empty, one_msgs.NetworkInfo]) -> None:
         await stream.recv_message()
         interfaces = await self._network()
-        await stream.send_message(one_pb2.NetworkInfo(interfaces=[
-            one_pb2.InterfaceInfo(
+        await stream.send_message(one_msgs.NetworkInfo(interfaces=[
+            one_msgs.InterfaceInfo(
                 name=i.name, mac_address=i.mac_address,
                 ipv4_address=i.ipv4_address, ipv4_netmask=i.ipv4_netmask,
                 ipv4_gateway=i.ipv4_gateway, ipv4_dns=i.ipv4_dns,
@@ -127,13 +127,13 @@ class OneService(one_grpc.OneServiceBase):
                 delegated_prefix=i.delegated_prefix)
             for i in interfaces]))
 
-    async def Shutdown(self, stream: Stream[one_pb2.ShutdownRequest, one_pb2.Empty]) -> None:
+    async def Shutdown(self, stream: Stream[one_msgs.ShutdownRequest, one_msgs.Empty]) -> None:
         request = await stream.recv_message()
         grace = float(request.timeout_seconds) if request and request.timeout_seconds \
             else self._default_grace
         # Answer completely (message and status) before anything goes down: the way down
         # closes the API server, and the caller must not see a broken call.
-        await stream.send_message(one_pb2.Empty())
+        await stream.send_message(one_msgs.Empty())
         await stream.send_trailing_metadata()
         LOG.info("shutdown requested over the API (grace %.0f s)", grace)
         self._request_shutdown("api", grace)
@@ -145,15 +145,15 @@ class OneService(one_grpc.OneServiceBase):
             raise GRPCError(Status.UNAVAILABLE, "the image service is not running in this init")
         return self._images
 
-    async def PullImage(self, stream: Stream[one_pb2.PullImageRequest,
-                                             one_pb2.PullImageProgress]) -> None:
+    async def PullImage(self, stream: Stream[one_msgs.PullImageRequest,
+                                             one_msgs.PullImageProgress]) -> None:
         await images_api.pull(self._image_service(), stream)
 
-    async def ListImages(self, stream: Stream[one_pb2.Empty, one_pb2.ListImagesResponse]) -> None:
+    async def ListImages(self, stream: Stream[one_msgs.Empty, one_msgs.ListImagesResponse]) -> None:
         await images_api.list_images(self._image_service(), stream)
 
-    async def RemoveImage(self, stream: Stream[one_pb2.RemoveImageRequest,
-                                               one_pb2.RemoveImageResponse]) -> None:
+    async def RemoveImage(self, stream: Stream[one_msgs.RemoveImageRequest,
+                                               one_msgs.RemoveImageResponse]) -> None:
         await images_api.remove(self._image_service(), self._pods, stream)
 
     # --- pods, logs and exec (init/api/pods.py) ------------------------------------------------

@@ -1,17 +1,19 @@
-"""OneService over grpclib's in-memory channel: results, statuses, and the error guard."""
+"""OneService as the init serves it (its own codec, on a unix socket) to grpclib's protobuf
+client: results, statuses, and the error guard."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from grpclib import GRPCError, Status
-from grpclib.testing import ChannelFor
+from grpclib.client import Channel
 
-from init.api.service import OneService
+from init.api.server import ApiServer
 from init.net.netinfo import InterfaceState
 from init.services.pod.model import RunningCounts
 from init.version import VERSION
@@ -44,8 +46,14 @@ def _run(body: Callable[[one_grpc.OneServiceStub], Awaitable[Any]], **service_ar
     args.update(service_args)
 
     async def main() -> Any:
-        async with ChannelFor([OneService(**args)]) as channel:
-            return await body(one_grpc.OneServiceStub(channel))
+        with tempfile.TemporaryDirectory() as tmp:
+            server = await ApiServer.start(f"unix:{tmp}/api.sock", **args)
+            channel = Channel(path=f"{tmp}/api.sock")
+            try:
+                return await body(one_grpc.OneServiceStub(channel))
+            finally:
+                channel.close()
+                await server.stop()
 
     return asyncio.run(main())
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from init.api import images as images_api
 from init.services.image.puller import Progress
-from oneproto import one_pb2
+from oneproto import one_msgs
 
 STEPS = 100_000
 
@@ -50,7 +50,7 @@ class ChattyImages:
 def test_pull_progress_for_a_silent_client_stays_bounded() -> None:
     async def main() -> tuple[int, list[Any]]:
         images = ChattyImages()
-        stream = StuckStream(one_pb2.PullImageRequest(reference="example/x"))
+        stream = StuckStream(one_msgs.PullImageRequest(reference="example/x"))
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         call = asyncio.ensure_future(images_api.pull(images, stream))  # type: ignore[arg-type]
