@@ -132,7 +132,7 @@ def _init_sources() -> list[str]:
     """What the frozen init is made of: its code, the generated stubs, the pinned packages."""
     from onebuild import proto
 
-    stubs = [str(proto.OUT / name) for name in ("__init__.py", "one_pb2.py", "one_grpc.py")]
+    stubs = [str(proto.OUT / name) for name in ("__init__.py", *proto.GUEST_MODULES)]
     return [*_files("init", "**/*.py"), *stubs, "requirements.txt",
             *_files("onebuild/pyinstaller_hooks"), *step_sources("onebuild.freeze")]
 

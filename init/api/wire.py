@@ -70,7 +70,7 @@ class Field:
         self.wire = _WIRE[kind]
         self.packed = self.repeated and self.wire != LEN
         self.tag = _varint((number << 3) | (LEN if self.packed else self.wire))
-        self.presence = oneof is not None or kind == "message"
+        self.presence = not self.repeated and (oneof is not None or kind == "message")
         # The value of an unset singular field without presence (a map's key and value too).
         self.default = None if self.presence else _DEFAULT.get(kind, 0)
 
