@@ -196,7 +196,7 @@ def _frozen() -> list[str]:
 
 def test_frozen_init_serves_the_api(tmp_path: Path) -> None:
     """The PyInstaller tree, not the sources: catches modules the freeze left out, which only
-    show when a call first imports them (the netlink modules, protobuf's pure-Python runtime)."""
+    show when a call first imports them (the netlink modules, the generated messages)."""
     path = tmp_path / "api.sock"
     init = LocalInit(tmp_path, f"unix:{path}", _frozen())
     try:
@@ -213,6 +213,17 @@ def test_frozen_init_serves_the_api(tmp_path: Path) -> None:
     finally:
         init.stop()
     assert not re.search(r"error:|Traceback", init.log()), init.log()
+
+
+def test_frozen_init_carries_no_protobuf() -> None:
+    """The guest reads and writes its messages itself (init/api/wire.py): google.protobuf, its
+    descriptors and protoc's modules stay out of the frozen archive, the messages are in."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    modules = set(CArchiveReader(_frozen()[0]).open_embedded_archive("PYZ.pyz").toc)
+    assert {"oneproto.one_msgs", "oneproto.one_service", "init.api.wire"} <= modules
+    assert not {m for m in modules if m.startswith(("google", "oneproto.one_pb2",
+                                                    "oneproto.one_grpc"))}
 
 
 def _latency(path: Path, calls: int = 1000) -> dict[str, float]:
@@ -232,7 +243,7 @@ def _latency(path: Path, calls: int = 1000) -> dict[str, float]:
 
 def test_health_latency_over_unix(tmp_path: Path) -> None:
     """Measured, not asserted: printed and written to target/bench/api_unix.json. Both servers:
-    the frozen init (pure-Python protobuf, as in the VM) and the sources (upb protobuf)."""
+    the frozen init (as in the VM) and the sources."""
     servers: dict[str, dict[str, float]] = {}
     for name, argv in (("frozen init", _frozen()), ("python -m init", SOURCE_INIT)):
         work = tmp_path / name.replace(" ", "-")
