@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from onebuild import elfdeps, paths, reproducible
+from onebuild import elfdeps, paths, reproducible, zstdlib
 from onebuild.tools import BuildError, run, step
 
 ENTRY = paths.ROOT / "init" / "__main__.py"
@@ -56,8 +56,6 @@ EXCLUDES = (
     # protobuf's upb extension drags in libstdc++. Without it protobuf falls back to pure Python:
     # the api phase is ~15 % slower (80 vs 67 ms on the host), the tree 2.7 MB smaller.
     "google._upb",
-    # zstandard imports its C backend; the cffi twin PyInstaller would also take is 1.1 MB more.
-    "zstandard.backend_cffi", "zstandard._cffi", "cffi", "_cffi_backend",
 )
 
 # Imported lazily by our own code (inside functions), so listed for PyInstaller's analysis.
@@ -75,9 +73,8 @@ HIDDEN_IMPORTS = (
     "init.net.dhcp4",
     "init.net.ipv6.dhcp6",
     "pyroute2.dhcp.client",
-    # The image service loads its puller (http.client, tarfile, zstandard) on the first pull.
+    # The image service loads its puller (http.client, tarfile, zstd) on the first pull.
     "init.services.image.puller",
-    "zstandard",
 )
 
 
@@ -101,6 +98,8 @@ def _pyinstaller(mode: str, dist: Path, work: Path) -> None:
         argv += ["--exclude-module", module]
     for module in HIDDEN_IMPORTS:
         argv += ["--hidden-import", module]
+    # The zstd binding loads it from the bundle's top directory (sys._MEIPASS).
+    argv += ["--add-binary", f"{zstdlib.output()}:."]
     argv.append(str(ENTRY))
     # A fixed hash seed makes the marshalled code (set/frozenset order) the same on every build.
     env = {"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": str(reproducible.epoch())}

@@ -1,5 +1,5 @@
 """The frozen init (target/init, what the initramfs carries) pulls: catches modules the freeze
-left out, which only show when the first pull imports them (http.client, tarfile, zstandard,
+left out, which only show when the first pull imports them (http.client, tarfile, the zstd library,
 and OpenSSL, which the init loads only then)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from init.services.image import zstd
 from oneproto import one_pb2
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
@@ -31,7 +32,10 @@ def test_frozen_init_pulls_a_zstd_image(tmp_path: Path, image_registry: Registry
         assert last.status == "done" and last.image.digest == zstd_image.digest, init.log()
         rootfs = tmp_path / "data" / "images" / "rootfs" / zstd_image.digest.partition(":")[2]
         assert os.access(rootfs / "bin" / "busybox", os.X_OK)
-        assert "libcrypto" in _maps(init.proc.pid)
+        maps = _maps(init.proc.pid)
+        assert "libcrypto" in maps
+        # The bundle's own decompression-only libzstd, not the host's.
+        assert f"/_internal/{zstd.LIBRARY}" in maps and "libzstd.so" not in maps
     finally:
         init.proc.terminate()
         init.proc.wait(10)
