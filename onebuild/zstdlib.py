@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -47,9 +48,10 @@ def build(out_dir: Path = OUT_DIR) -> None:
     zstd = binding()
     symbols: tuple[str, ...] = zstd.SYMBOLS
     out = output(out_dir)
-    with step(f"Linking {out.name} (libzstd's decompressor alone)"):
+    with step(f"Linking {out.name} (libzstd's decompressor alone)"), \
+            tempfile.TemporaryDirectory(prefix="zstdlib-") as work:
         out_dir.mkdir(parents=True, exist_ok=True)
-        script = out_dir / "exports.map"
+        script = Path(work) / "exports.map"
         script.write_text("{ global: " + " ".join(f"{s};" for s in symbols) + " local: *; };\n")
         tmp = out.with_name(out.name + ".tmp")
         argv: list[str] = ["gcc", "-shared", "-s", "-o", str(tmp), f"-Wl,-soname,{out.name}",

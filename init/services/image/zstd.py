@@ -37,6 +37,9 @@ _D_WINDOW_LOG_MAX = 100  # ZSTD_d_windowLogMax, a stable parameter of zstd.h
 FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
 SKIPPABLE_MAGIC = 0x184D2A50  # little-endian, the low 4 bits free (0x184D2A50..0x184D2A5F)
 IN_CHUNK = 128 * 1024  # compressed bytes read at a time (about ZSTD_DStreamInSize)
+# Smaller reads (tarfile asks for 10 KiB) are served from this much decompressed at a time: a
+# ctypes call costs microseconds, a slice far less.
+OUT_CHUNK = 128 * 1024
 READ_ALL_CHUNK = 1 << 20
 
 
@@ -97,6 +100,8 @@ class ZstdReader:
         self._raw = raw
         self._lib = library or load()
         self._out = ctypes.create_string_buffer(0)
+        self._pending = b""  # decompressed, not yet read: self._pending[self._pending_pos:]
+        self._pending_pos = 0
         self._inbuf = ctypes.create_string_buffer(IN_CHUNK)
         self._in = _InBuffer(ctypes.addressof(self._inbuf), 0, 0)
         self._raw_eof = False
@@ -117,6 +122,8 @@ class ZstdReader:
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             return b"".join(iter(lambda: self.read(READ_ALL_CHUNK), b""))
+        if self._pending_pos < len(self._pending):
+            return self._from_pending(n)
         if self._dctx is None:
             if self._ended:
                 return b""  # EOF, as a file keeps saying
@@ -124,12 +131,16 @@ class ZstdReader:
         if n == 0:
             return b""
         try:
-            return self._read(n)
+            if n >= OUT_CHUNK:
+                return self._read(n)
+            self._pending, self._pending_pos = self._read(OUT_CHUNK), 0
+            return self._from_pending(n)
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
+        self._pending = b""
         dctx, self._dctx = self._dctx, None
         if dctx is not None:
             self._lib.ZSTD_freeDCtx(dctx)
@@ -149,6 +160,11 @@ class ZstdReader:
         self.close()
 
     # --- decompression --------------------------------------------------------------------
+
+    def _from_pending(self, n: int) -> bytes:
+        start = self._pending_pos
+        self._pending_pos = min(start + n, len(self._pending))
+        return self._pending[start:self._pending_pos]
 
     def _read(self, n: int) -> bytes:
         if len(self._out) < n:
