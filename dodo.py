@@ -145,7 +145,7 @@ def task_zstdlib() -> dict[str, Any]:
         "actions": [(zstdlib.build, [], {})],
         "file_dep": [str(zstdlib.STATIC_LIB), str(zstdlib.BINDING),
                      *step_sources("onebuild.zstdlib")],
-        "targets": [str(zstdlib.output())],
+        "targets": [str(zstdlib.OUT_DIR), str(zstdlib.output())],
         "clean": _remove(zstdlib.OUT_DIR),
     }
 
