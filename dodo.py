@@ -130,11 +130,24 @@ def task_proto() -> dict[str, Any]:
 
 def _init_sources() -> list[str]:
     """What the frozen init is made of: its code, the generated stubs, the pinned packages."""
-    from onebuild import proto
+    from onebuild import proto, zstdlib
 
     stubs = [str(proto.OUT / name) for name in ("__init__.py", *proto.GUEST_MODULES)]
-    return [*_files("init", "**/*.py"), *stubs, "requirements.txt",
+    return [*_files("init", "**/*.py"), *stubs, str(zstdlib.output()), "requirements.txt",
             *_files("onebuild/pyinstaller_hooks"), *step_sources("onebuild.freeze")]
+
+
+def task_zstdlib() -> dict[str, Any]:
+    """link target/zstd/: a decompression-only libzstd for the frozen init"""
+    from onebuild import zstdlib
+
+    return {
+        "actions": [(zstdlib.build, [], {})],
+        "file_dep": [str(zstdlib.STATIC_LIB), str(zstdlib.BINDING),
+                     *step_sources("onebuild.zstdlib")],
+        "targets": [str(zstdlib.OUT_DIR), str(zstdlib.output())],
+        "clean": _remove(zstdlib.OUT_DIR),
+    }
 
 
 def task_init() -> dict[str, Any]:

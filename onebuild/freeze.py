@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from onebuild import elfdeps, paths, reproducible
+from onebuild import elfdeps, libpython, paths, reproducible, zstdlib
 from onebuild.tools import BuildError, run, step
 
 ENTRY = paths.ROOT / "init" / "__main__.py"
@@ -53,10 +53,11 @@ EXCLUDES = (
     # East-Asian codecs: 1 MB of extension modules the init never decodes with.
     "_codecs_jp", "_codecs_kr", "_codecs_cn", "_codecs_tw", "_codecs_hk", "_codecs_iso2022",
     "_multibytecodec",
+    # Needs unicodedata, which the trimmed libpython leaves out (onebuild/libpython.py); the
+    # stdlib's "idna" codec then cannot load and init/system/idna.py stands in.
+    "stringprep",
     # The API's messages go through init/api/wire.py: protobuf is the host's (onectl, tests).
     "google.protobuf", "google._upb", "oneproto.one_pb2", "oneproto.one_grpc",
-    # zstandard imports its C backend; the cffi twin PyInstaller would also take is 1.1 MB more.
-    "zstandard.backend_cffi", "zstandard._cffi", "cffi", "_cffi_backend",
 )
 
 # Imported lazily by our own code (inside functions), so listed for PyInstaller's analysis.
@@ -74,9 +75,8 @@ HIDDEN_IMPORTS = (
     "init.net.dhcp4",
     "init.net.ipv6.dhcp6",
     "pyroute2.dhcp.client",
-    # The image service loads its puller (http.client, tarfile, zstandard) on the first pull.
+    # The image service loads its puller (http.client, tarfile, zstd) on the first pull.
     "init.services.image.puller",
-    "zstandard",
 )
 
 
@@ -100,9 +100,15 @@ def _pyinstaller(mode: str, dist: Path, work: Path) -> None:
         argv += ["--exclude-module", module]
     for module in HIDDEN_IMPORTS:
         argv += ["--hidden-import", module]
+    # The zstd binding loads it from the bundle's top directory (sys._MEIPASS).
+    argv += ["--add-binary", f"{zstdlib.output()}:."]
     argv.append(str(ENTRY))
     # A fixed hash seed makes the marshalled code (set/frozenset order) the same on every build.
-    env = {"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": str(reproducible.epoch())}
+    # No column ranges in the bytecode's location tables (python -X no_debug_ranges): tracebacks
+    # keep their line numbers and lose the ^^^ markers, and the module archive compresses ~30 %
+    # smaller, since those tables are what compresses worst.
+    env = {"PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": str(reproducible.epoch()),
+           "PYTHONNODEBUGRANGES": "1"}
     if mode == "onedir":
         # The onedir tree ends up in the compressed /usr image (initramfs.py), which compresses
         # the module archive as a whole far better than zlib does entry by entry: store it
@@ -119,8 +125,20 @@ def freeze_onedir() -> None:
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
         _pyinstaller("onedir", work / "dist", work / "build")
+        _trim_libpython(work / "dist" / NAME / "_internal")
         os.replace(work / "dist" / NAME, out)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _trim_libpython(internal: Path) -> None:
+    """Swap in the libpython without unused built-in modules, and drop the libraries only
+    Debian's needed (libexpat, for pyexpat)."""
+    before = set(elfdeps.read(internal / libpython.SONAME).needed)
+    libpython.link(internal / libpython.SONAME)
+    gone = before - set(elfdeps.read(internal / libpython.SONAME).needed)
+    still_needed = {name for elf in elfdeps.elves(internal) for name in elfdeps.read(elf).needed}
+    for name in sorted(gone - still_needed):
+        (internal / name).unlink(missing_ok=True)
 
 
 def freeze_static() -> None:

@@ -74,7 +74,7 @@ def test_nothing_heavy_is_imported_before_the_first_pull() -> None:
     code = ("import sys, init.app\n"
             "from init.config import from_cmdline\n"
             "init.app._image_service(from_cmdline(''))\n"
-            "heavy = ['tarfile', 'http.client', 'zstandard', 'gzip',\n"
+            "heavy = ['tarfile', 'http.client', 'init.services.image.zstd', 'gzip',\n"
             "         'init.services.image.puller', 'init.services.image.store']\n"
             "print(' '.join(m for m in heavy if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

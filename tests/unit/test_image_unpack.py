@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from init.services.image.errors import DigestMismatch, UnsafeLayer
+from init.services.image.errors import CorruptLayer, DigestMismatch, UnsafeLayer
 from init.services.image.unpack import LayerApplier
 from tests.fixtures.images.build import Entry, compress, tar_layer
 
@@ -125,6 +125,21 @@ def test_replacing_entries_of_other_types(root: Path, outside: Path) -> None:
 def test_diff_id_is_checked(root: Path) -> None:
     with LayerApplier(root) as applier, pytest.raises(DigestMismatch, match="diff_id"):
         applier.apply(io.BytesIO(tar_layer([Entry("f", data=b"x")])), "sha256:" + "0" * 64)
+
+
+@pytest.mark.parametrize("how", ["gzip", "zstd"])
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "trailing"])
+def test_a_corrupt_compressed_layer_is_refused(root: Path, how: str, damage: str) -> None:
+    """With no diff_id to check either: the decompressor's own error names the layer."""
+    tar = tar_layer([Entry("./", "dir"), Entry("big", data=os.urandom(200_000)),
+                     Entry("small", data=b"x")])
+    blob, _ = compress(tar, how)
+    middle = len(blob) // 2
+    bad = {"truncated": blob[:middle],
+           "flipped": blob[:middle] + bytes([blob[middle] ^ 0x10]) + blob[middle + 1:],
+           "trailing": blob + b"garbage"}[damage]
+    with LayerApplier(root) as applier, pytest.raises(CorruptLayer, match=f"not valid {how}"):
+        applier.apply(io.BytesIO(bad))
 
 
 @pytest.mark.parametrize("entries, message", [

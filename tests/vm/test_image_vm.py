@@ -27,7 +27,7 @@ GUEST_REGISTRY = "10.0.2.100:5000"
 
 def test_guest_pulls_from_the_host_registry(artifacts: Artifacts, tmp_path: Path,
                                             image_proxy: Proxy, busybox_image: Pushed,
-                                            machines: list[Machine]) -> None:
+                                            zstd_image: Pushed, machines: list[Machine]) -> None:
     config = MachineConfig(
         kernel=artifacts.bzimage, boot="direct", initrd=artifacts.initramfs,
         append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
@@ -53,3 +53,7 @@ def test_guest_pulls_from_the_host_registry(artifacts: Artifacts, tmp_path: Path
     assert [i["digest"] for i in json.loads(listed.stdout)["images"]] == [busybox_image.digest]
     bad = onectl("-a", address, "pull", "Bad/Reference")
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr
+
+    # zstd layers: the init's own decompression-only libzstd, read from the guest's /usr image.
+    zstd_ref = f"{GUEST_REGISTRY}/{zstd_image.name}"
+    assert pulled(address, zstd_ref)["digest"] == zstd_image.digest

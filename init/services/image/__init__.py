@@ -10,7 +10,7 @@
 - `puller`: one pull end to end
 - `service`: `ImageService`, the object the API and the pod service use
 
-Heavy modules (http.client, ssl, tarfile, gzip, zstandard) load on the first pull, not at boot.
+Heavy modules (http.client, ssl, tarfile, gzip, zstd) load on the first pull, not at boot.
 """
 
 from init.services.image.errors import (

@@ -13,23 +13,29 @@ from __future__ import annotations
 import hashlib
 import tarfile
 from collections.abc import Callable, Iterator
-from typing import IO, Any, BinaryIO, cast
+from contextlib import contextmanager
+from typing import Any, BinaryIO, Protocol, cast
 
-from init.services.image.errors import UnsafeLayer
+from init.services.image.errors import CorruptLayer, UnsafeLayer
+from init.services.image.zstd import FRAME_MAGIC as ZSTD_MAGIC
+from init.services.image.zstd import ZstdError, ZstdReader
 
 COPY_CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MAX_SPECIAL = 1 << 20  # bytes of one PAX header, GNU long name/link or sparse map; all globals
 MAX_CHAIN = 8  # extended headers before one entry (a name, a link name, PAX, sparse: 4 at most)
 MAX_ENTRIES = 500_000  # per layer: far beyond real images (a Debian root has ~10 000)
 _DEPTH = "_mvirt_one_header_depth"  # on the TarFile: extended headers being read
 
 
+class Reader(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class HashingReader:
     """Hashes what passes through: the diff_id of the uncompressed tar."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: Reader) -> None:
         self._raw = raw
         self.hasher = hashlib.sha256()
 
@@ -43,20 +49,38 @@ class HashingReader:
             pass
 
 
-def decompressed(f: BinaryIO) -> BinaryIO:
-    """A reader of the uncompressed tar in `f`, whatever the compression (magic bytes)."""
+@contextmanager
+def decompressed(f: BinaryIO) -> Iterator[Reader]:
+    """A reader of the uncompressed tar in `f`, whatever the compression (magic bytes). A gzip
+    or zstd stream that is corrupt, truncated or followed by other bytes raises CorruptLayer."""
     head = f.read(4)
     f.seek(0)
     if head.startswith(GZIP_MAGIC):
         import gzip
+        import zlib
 
-        return cast(BinaryIO, gzip.GzipFile(fileobj=f, mode="rb"))
-    if head == ZSTD_MAGIC:
-        import zstandard
+        with gzip.GzipFile(fileobj=f, mode="rb") as gz:
+            yield _Checked(gz, "gzip", (gzip.BadGzipFile, EOFError, zlib.error))
+    elif head == ZSTD_MAGIC:
+        with ZstdReader(f) as zs:
+            yield _Checked(zs, "zstd", (ZstdError,))
+    else:
+        yield f
 
-        reader: BinaryIO = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
-        return reader
-    return f
+
+class _Checked:
+    """A decompressor's reader whose errors about its input become CorruptLayer."""
+
+    def __init__(self, reader: Reader, kind: str, errors: tuple[type[Exception], ...]) -> None:
+        self._reader = reader
+        self._kind = kind
+        self._errors = errors
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._reader.read(n)
+        except self._errors as e:
+            raise CorruptLayer(f"layer is not valid {self._kind}: {e}") from e
 
 
 class _Limited:

@@ -215,19 +215,20 @@ class LayerApplier:
 
     def apply(self, blob: BinaryIO, diff_id: str | None = None) -> None:
         """Apply one layer (a compressed or plain tar file); check its diff_id if given."""
-        reader = HashingReader(decompressed(blob))
         self._layer_paths: set[tuple[str, ...]] = set()
         dirs: list[tuple[list[str], int, int]] = []  # (path, mode, mtime in ns)
-        # Stream mode ("r|"): one pass, constant memory, no seeking in a compressed stream.
-        with tarfile.open(fileobj=reader, mode="r|",  # type: ignore[call-overload]
-                          tarinfo=BoundedTarInfo) as tf:
-            for m in members(tf, self.max_entries):
-                self._check()
-                parts = _split(m.name, "layer entry")
-                if m.isdir():
-                    dirs.append((parts, m.mode, self._mtime_ns(m)))
-                self._entry(tf, m, parts)
-        reader.drain()  # the tar's end padding belongs to the diff_id too
+        with decompressed(blob) as raw:
+            reader = HashingReader(raw)
+            # Stream mode ("r|"): one pass, constant memory, no seeking in a compressed stream.
+            with tarfile.open(fileobj=reader, mode="r|",  # type: ignore[call-overload]
+                              tarinfo=BoundedTarInfo) as tf:
+                for m in members(tf, self.max_entries):
+                    self._check()
+                    parts = _split(m.name, "layer entry")
+                    if m.isdir():
+                        dirs.append((parts, m.mode, self._mtime_ns(m)))
+                    self._entry(tf, m, parts)
+            reader.drain()  # the tar's end padding belongs to the diff_id too
         # Directory modes and times last: a read-only directory must still take its children,
         # and writing children changes a directory's mtime.
         # As a user (local mode), keep directories writable for us: a later layer must still be
