@@ -16,20 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from init.api import wire
-from tests.fixtures.messages import ONE, Schema, build, kinds, messages, tree, unordered_maps
+from tests.fixtures import messages as m
+from tests.fixtures.messages import ONE, Schema, build, kinds, messages, tree, varint
 from tests.fixtures.paths import ROOT
 
 SETTINGS = settings(max_examples=200, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SCHEMAS = pytest.mark.parametrize("schema", [ONE, kinds()], ids=["one", "kinds"])
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    return bytes(out + bytes([n]))
 
 
 def test_every_message_and_enum_of_one_proto_has_its_class() -> None:
@@ -56,7 +49,7 @@ def test_same_bytes_as_protobuf_and_each_reads_the_other(schema: Schema, data: s
 
 def _assert_same_bytes(written: bytes, pb: Any) -> None:
     expected = pb.SerializeToString(deterministic=True)
-    if api_implementation.Type() == "upb" and unordered_maps(pb):
+    if api_implementation.Type() == "upb" and m.unordered_maps(pb):
         # Same entries in upb's order: the pure-Python run below compares the bytes.
         assert len(written) == len(expected)
         assert type(pb).FromString(written) == type(pb).FromString(expected)
@@ -79,12 +72,12 @@ def test_against_protobufs_pure_python_backend_too() -> None:
 def _unknown_field(draw: st.DrawFn, known: set[int]) -> bytes:
     number = draw(st.integers(1, wire.MAX_FIELD).filter(lambda n: n not in known))
     kind = draw(st.sampled_from([wire.VARINT, wire.I64, wire.LEN, wire.I32]))
-    tag = _varint(number << 3 | kind)
+    tag = varint(number << 3 | kind)
     if kind == wire.VARINT:
-        return tag + _varint(draw(st.integers(0, (1 << 64) - 1)))
+        return tag + varint(draw(st.integers(0, (1 << 64) - 1)))
     if kind == wire.LEN:
         payload = draw(st.binary(max_size=12))
-        return tag + _varint(len(payload)) + payload
+        return tag + varint(len(payload)) + payload
     return tag + draw(st.binary(min_size=8 if kind == wire.I64 else 4,
                                 max_size=8 if kind == wire.I64 else 4))
 
@@ -133,8 +126,8 @@ def _unpacked(ours: Any, pb: Any) -> bytes:
                 out += wire.encode(type(ours)(**{f.name: [item]}))
                 continue
             one = type(pb)(**{f.name: [item]}).SerializeToString()
-            header = len(_varint(f.number << 3 | wire.LEN)) + 1  # tag, length (< 128)
-            out += _varint(f.number << 3 | f.wire) + one[header:]
+            header = len(varint(f.number << 3 | wire.LEN)) + 1  # tag, length (< 128)
+            out += varint(f.number << 3 | f.wire) + one[header:]
     return bytes(out)
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from init.api import wire
-from tests.fixtures.messages import ONE, Schema, kinds, messages
+from tests.fixtures.messages import ONE, Schema, kinds, messages, varint
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -91,14 +91,6 @@ def test_corrupted_encodings_raise_only_decode_error(data: st.DataObject,
     _agree(*_both(schema, type(ours).__name__, bytes(corrupt)))
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    return bytes(out + bytes([n]))
-
-
 @pytest.mark.parametrize(("message", "data", "error"), [
     ("Container", b"\x20" + b"\xff" * 10 + b"\x01", "longer than 10 bytes"),
     ("Container", b"\x20\xff\xff", "truncated varint"),
@@ -113,7 +105,7 @@ def _varint(n: int) -> bytes:
     ("Container", b"\x6f", "invalid"),  # wire type 7
     ("Container", b"\x00\x00", "invalid field number 0"),
     ("Container", b"\x69\x00\x00\x00", "truncated fixed-size"),  # unknown fixed64, 3 bytes
-    ("Container", _varint(1 << 32 | 2) + b"\x00", "invalid field number"),
+    ("Container", varint(1 << 32 | 2) + b"\x00", "invalid field number"),
     ("ImageInfo", b"\x6a\x04\x0a\x02\xff\xfe", "invalid UTF-8"),  # a map key
     ("ImageInfo", b"\x6a\x02\x00\x00", "invalid field number 0"),  # in a map entry
     ("ExecInput", b"\x0a\x03\x0a\x05a", "past the end"),  # inside the oneof's message
@@ -132,7 +124,7 @@ def test_known_field_numbers_keep_their_numbers_beyond_32_bits() -> None:
 def _nested(depth: int) -> bytes:
     data = b"\x10\x01"  # depth = 1
     for _ in range(depth):
-        data = b"\x0a" + _varint(len(data)) + data
+        data = b"\x0a" + varint(len(data)) + data
     return data
 
 
