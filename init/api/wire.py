@@ -1,17 +1,21 @@
 """The proto3 wire format of the API's messages, without google.protobuf.
 
 protobuf's pure-Python runtime builds descriptors, pools and message classes when its generated
-module is imported: tens of ms on the host and several MiB of the init's memory, several times
-the time under TCG. The guest needs none of that to read and write a few plain messages, so it
-uses classes generated from proto/one.proto (`oneproto/one_msgs.py`, by onebuild/protomsgs.py),
-each declaring its fields here, and this codec.
+module is imported: ~20 ms and ~4 MiB of the init's memory on the host, several times the time
+under TCG. The guest needs none of that to read and write a few plain messages, so it uses
+classes generated from proto/one.proto (`oneproto/one_msgs.py`, by onebuild/protomsgs.py), each
+declaring its fields here, and this codec.
 
 What is written is byte for byte what protobuf's deterministic serialisation writes: fields by
 ascending number, proto3 defaults left out (oneof members and message fields have presence:
-None is unset), repeated scalars packed, map entries sorted by key, negative int32/int64 as
-10-byte varints. Reading accepts what protobuf accepts: packed and unpacked repeated scalars,
-repeated occurrences (the last scalar wins, messages merge), unknown fields of every wire type
-except groups, which are skipped. Whatever cannot be read raises `DecodeError`, nothing else.
+None is unset), repeated scalars packed, map entries sorted by key (as the pure-Python and C++
+backends; upb keeps an order of its own), negative int32/int64 as 10-byte varints.
+
+Reading takes whatever protobuf writes: packed or unpacked repeated scalars, repeated
+occurrences (the last scalar wins, messages merge), map entries in any order, unknown fields
+(skipped). It is stricter than protobuf only where no writer of proto3 goes: a known field with
+another wire type, and groups, are errors rather than unknown fields. Whatever cannot be read
+raises `DecodeError`, nothing else; nesting is bounded by MAX_DEPTH.
 """
 
 from __future__ import annotations
