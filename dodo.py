@@ -117,7 +117,7 @@ def task_runtime() -> dict[str, Any]:
 
 
 def task_proto() -> dict[str, Any]:
-    """generate the gRPC stubs (oneproto/) from proto/one.proto with grpcio-tools"""
+    """generate oneproto/ from proto/one.proto: the host's protobuf stubs, the guest's plain classes"""
     from onebuild import proto
 
     return {
