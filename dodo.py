@@ -117,7 +117,7 @@ def task_runtime() -> dict[str, Any]:
 
 
 def task_proto() -> dict[str, Any]:
-    """generate oneproto/ from proto/one.proto: the host's protobuf stubs, the guest's plain classes"""
+    """generate oneproto/ from proto/one.proto: protobuf stubs (host), plain classes (guest)"""
     from onebuild import proto
 
     return {
