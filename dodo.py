@@ -79,7 +79,7 @@ def task_kernel() -> dict[str, Any]:
     return {
         "actions": [(bzimage.build, [], {})],
         "params": [KERNEL_TARBALL],
-        "file_dep": ["kernel.version", "kernel.config",
+        "file_dep": ["kernel.version", "kernel.config", *_files("kernel.patches"),
                      *step_sources("onebuild.kernel.bzimage")],
         "uptodate": [OptionsUnchanged(lambda o: source.tarball_fingerprint(o["tarball"]))],
         "targets": [str(T / name) for name in bzimage.OUTPUTS],

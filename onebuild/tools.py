@@ -37,6 +37,7 @@ PROVIDERS: dict[str, str] = {
     "dpkg-deb": "dpkg",
     "dpkg-source": "dpkg-dev",
     "patchelf": "patchelf",
+    "patch": "patch",
     "autoreconf": "autoconf",
     "pkg-config": "pkg-config",
     "curl": "curl",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from onebuild import cache, paths, tools
-from onebuild.kernel import kconfig, source
+from onebuild.kernel import kconfig, patches, source
 from onebuild.kernel.source import Source
 from onebuild.tools import BuildError
 
@@ -60,6 +60,7 @@ def key_inputs(version: str, src: Source, epoch: int, fragment_text: str) -> dic
         "epoch": epoch,
         "toolchain": cache.toolchain(),
         "kernel.config": fragment_text,
+        "patches": patches.identity(),
     }
 
 

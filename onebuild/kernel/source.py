@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from onebuild import paths, tools
+from onebuild.kernel import patches
 from onebuild.tools import BuildError
 
 KERNEL_ORG = "https://cdn.kernel.org/pub/linux/kernel"
@@ -234,7 +235,8 @@ def tarball_fingerprint(tarball: str) -> str:
 
 
 def _stamp(source: Source, version: str) -> str:
-    record = {"version": version, "identity": source.identity, "tarball": str(source.tarball)}
+    record = {"version": version, "identity": source.identity, "tarball": str(source.tarball),
+              "patches": patches.identity()}
     return json.dumps(record, indent=1, sort_keys=True) + "\n"
 
 
@@ -243,14 +245,16 @@ def _stamp_matches(tree: Path, source: Source, version: str) -> bool:
         record = json.loads((tree / STAMP_NAME).read_text())
     except (OSError, ValueError):
         return False
-    return bool(record.get("version") == version and record.get("identity") == source.identity)
+    return bool(record.get("version") == version and record.get("identity") == source.identity
+                and record.get("patches", "") == patches.identity())
 
 
 def unpack(source: Source, version: str, *, tree: Path | None = None) -> Path:
-    """Unpack `source` into kernel/ unless the stamp says it is already there.
+    """Unpack `source` into kernel/ and apply kernel.patches/, unless the stamp says it is
+    already there.
 
-    The stamp is written last, so an interrupted unpack is redone; a different version or
-    tarball replaces the whole tree (its build/ directory with it).
+    The stamp is written last, so an interrupted unpack is redone; a different version,
+    tarball or set of patches replaces the whole tree (its build/ directory with it).
     """
     tree = tree or paths.KERNEL_TREE
     if _stamp_matches(tree, source, version):
@@ -259,6 +263,7 @@ def unpack(source: Source, version: str, *, tree: Path | None = None) -> Path:
         shutil.rmtree(tree, ignore_errors=True)
         tree.mkdir(parents=True)
         tools.run(["tar", "-xf", source.tarball, "-C", tree, "--strip-components=1"])
+        patches.apply(tree)
         (tree / STAMP_NAME).write_text(_stamp(source, version))
     return tree
 

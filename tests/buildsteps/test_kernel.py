@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from onebuild import cache, paths, tools
-from onebuild.kernel import bzimage, kconfig, menuconfig, source
+from onebuild.kernel import bzimage, kconfig, menuconfig, patches, source
 from onebuild.tools import BuildError
 
 FRAGMENT = """\
@@ -211,6 +211,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(paths, "TARGET", tmp_path / "target")
     monkeypatch.setattr(paths, "KERNEL_TREE", tmp_path / "kernel")
     monkeypatch.setattr(source, "DEBIAN_SRC", tmp_path / "usr-src")
+    monkeypatch.setattr(patches, "PATCH_DIR", tmp_path / "kernel.patches")
     monkeypatch.setenv("MVIRT_ONE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("KERNEL_TARBALL", raising=False)
     (tmp_path / "usr-src").mkdir()
@@ -364,6 +365,44 @@ def test_unpack_strips_the_top_dir_and_reunpacks_only_on_change(sandbox: Path) -
     assert not (tree / "build").exists()
 
 
+PATCH = """Why: the README says hello.
+
+--- a/README
++++ b/README
+@@ -1 +1 @@
+-{old}
++{new}
+"""
+
+
+def test_unpack_applies_the_patches_and_reunpacks_when_they_change(sandbox: Path) -> None:
+    tarball = make_tarball(sandbox / "a.tar.xz", (6, 1, 192), top="linux-source-6.1")
+    src = source.Source(tarball, "sha256:a", "test")
+    original = source.unpack(src, "6.1.192").joinpath("README").read_text().strip()
+    assert patches.identity() == ""
+    (sandbox / "kernel.patches").mkdir()
+    patch = sandbox / "kernel.patches" / "0001-hello.patch"
+    patch.write_text(PATCH.format(old=original, new="patched"))
+    tree = source.unpack(src, "6.1.192")  # the stamp names other patches: unpacked again
+    assert (tree / "README").read_text() == "patched\n"
+    (tree / "build").mkdir()
+    source.unpack(src, "6.1.192")
+    assert (tree / "build").exists()  # same patches, same tree
+    patch.write_text(PATCH.format(old=original, new="patched again"))
+    source.unpack(src, "6.1.192")
+    assert (tree / "README").read_text() == "patched again\n" and not (tree / "build").exists()
+
+
+def test_a_patch_that_does_not_apply_fails_the_unpack(sandbox: Path) -> None:
+    tarball = make_tarball(sandbox / "a.tar.xz", (6, 1, 192), top="linux-source-6.1")
+    (sandbox / "kernel.patches").mkdir()
+    (sandbox / "kernel.patches" / "0001-stale.patch").write_text(
+        PATCH.format(old="a line the README does not have", new="x"))
+    with pytest.raises(BuildError, match="patch"):
+        source.unpack(source.Source(tarball, "sha256:a", "test"), "6.1.192")
+    assert not (sandbox / "kernel" / source.STAMP_NAME).exists()  # redone next time
+
+
 def test_remove_source(sandbox: Path) -> None:
     (sandbox / "kernel").mkdir()
     (sandbox / "target").mkdir()
@@ -402,6 +441,7 @@ def test_cache_key_covers_every_input() -> None:
         bzimage.key_inputs("6.1.192", src, 1, "CONFIG_A=n\n"),
     ]
     assert len({cache.key(v) for v in variants} | {key}) == 5
+    assert base["patches"] == patches.identity() != ""  # kernel.patches/ is in the key
     assert any(line.startswith("gcc") for line in base["toolchain"])
     assert any("ld" in line for line in base["toolchain"])
 
