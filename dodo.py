@@ -130,10 +130,11 @@ def task_proto() -> dict[str, Any]:
 
 def _init_sources() -> list[str]:
     """What the frozen init is made of: its code, the generated stubs, the pinned packages."""
-    from onebuild import proto, zstdlib
+    from onebuild import openssllib, proto, zstdlib
 
     stubs = [str(proto.OUT / name) for name in ("__init__.py", *proto.GUEST_MODULES)]
     return [*_files("init", "**/*.py"), *stubs, str(zstdlib.output()), "requirements.txt",
+            *(str(path) for path in openssllib.ARCHIVES.values()),
             *_files("onebuild/pyinstaller_hooks"), *step_sources("onebuild.freeze")]
 
 

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from onebuild import elfdeps, libpython, paths, reproducible, zstdlib
+from onebuild import elfdeps, libpython, openssllib, paths, reproducible, zstdlib
 from onebuild.tools import BuildError, run, step
 
 ENTRY = paths.ROOT / "init" / "__main__.py"
@@ -136,6 +136,7 @@ def freeze_onedir() -> None:
         shutil.rmtree(work, ignore_errors=True)
         _pyinstaller("onedir", work / "dist", work / "build")
         _trim_libpython(work / "dist" / NAME / "_internal")
+        openssllib.replace(work / "dist" / NAME / "_internal")
         os.replace(work / "dist" / NAME, out)
         shutil.rmtree(work, ignore_errors=True)
 
