@@ -85,7 +85,8 @@ def _compressor(image: Path) -> int:
 def _cpio_names(archive: Path) -> dict[str, int]:
     """name -> size of each entry of a gzip'ed newc archive."""
     data = gzip.decompress(archive.read_bytes())
-    names, pos = {}, 0
+    names: dict[str, int] = {}
+    pos = 0
     while True:
         header = data[pos:pos + 110]
         size, namesize = int(header[54:62], 16), int(header[94:102], 16)
