@@ -24,9 +24,9 @@ from contextlib import contextmanager
 # What loads libssl/libcrypto: the TLS module and the hashes (`_hashlib` is OpenSSL's hashlib).
 HIDDEN = ("ssl", "_ssl", "_hashlib")
 # Modules that keep the ssl module they found when imported (None without it), and the name
-# they keep it under: asyncio's, and grpclib's client, which the generated stubs import.
+# they keep it under (the guest serves gRPC and imports no grpclib client).
 _SSL_USERS = {"asyncio.base_events": "ssl", "asyncio.selector_events": "ssl",
-              "asyncio.sslproto": "ssl", "grpclib.client": "_ssl"}
+              "asyncio.sslproto": "ssl"}
 _load_lock = threading.Lock()  # pulls run in worker threads: one of them re-binds
 
 

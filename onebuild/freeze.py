@@ -56,6 +56,16 @@ EXCLUDES = (
     # Needs unicodedata, which the trimmed libpython leaves out (onebuild/libpython.py); the
     # stdlib's "idna" codec then cannot load and init/system/idna.py stands in.
     "stringprep",
+    # Imported by nothing the init runs (the guest serves gRPC and pulls with http.client):
+    # Windows' event loops, grpclib's client and the typing_extensions only it needs,
+    # multidict's pure-Python twin of its C extension, importlib.metadata/resources (and the
+    # zipfile and csv only they import), pickle, pprint, and the email modules behind its newer
+    # policies (http.client parses headers with the compat32 one).
+    "asyncio.windows_events", "asyncio.windows_utils", "asyncio.proactor_events",
+    "grpclib.client", "typing_extensions", "multidict._multidict_py",
+    "importlib.metadata", "importlib.resources", "zipfile", "csv", "pickle", "_compat_pickle",
+    "pprint", "email._header_value_parser", "email.headerregistry", "email.contentmanager",
+    "email.generator", "email.policy",
     # The API's messages go through init/api/wire.py: protobuf is the host's (onectl, tests).
     "google.protobuf", "google._upb", "oneproto.one_pb2", "oneproto.one_grpc",
 )
