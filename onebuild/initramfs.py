@@ -8,7 +8,8 @@ The tree is merged-/usr (/lib, /lib64, /bin, /sbin are links into /usr), and eve
 lives under /usr: the archive carries /usr as one compressed, read-only squashfs image (usrimage)
 that /init, a small static program (preinit), mounts before it execs the Python init. Only what
 is used of it is decompressed, into page cache the kernel can drop; the rest of the root (/etc,
-mount points, /init) is a few KB of ramfs.
+mount points, /init) is a few KB of ramfs. What the boot never reads (LAZY) moves to a second,
+smaller and slower image mounted on /usr/lazy, and its paths in /usr become links there.
 """
 
 from __future__ import annotations
@@ -30,12 +31,19 @@ CPIO_GZ = paths.TARGET / "initramfs.cpio.gz"
 CPIO_ZST = paths.TARGET / "initramfs.cpio.zst"  # what the UKI carries
 MANIFEST = paths.TARGET / "initramfs.tree.txt"
 USR_SQUASHFS = paths.TARGET / "initramfs.usr.squashfs"  # the tree's /usr, as the archive has it
-OUTPUTS = (TREE, CPIO_GZ, CPIO_ZST, MANIFEST, USR_SQUASHFS)
+LAZY_SQUASHFS = paths.TARGET / "initramfs.usr-lazy.squashfs"  # the tree's /usr/lazy
+OUTPUTS = (TREE, CPIO_GZ, CPIO_ZST, MANIFEST, USR_SQUASHFS, LAZY_SQUASHFS)
 ROOTFS_IMAGE = paths.TARGET / "rootfs.raw"
 USR = "usr"  # the read-only part of the tree, archived as USR_IMAGE and mounted there
 USR_IMAGE = "usr.squashfs"  # in the archive's root
+LAZY = "usr/lazy"  # where LAZY_IMAGE is mounted, a directory of the /usr image
+LAZY_IMAGE = "usr-lazy.squashfs"  # in the archive's root
+IMAGES = ((USR_IMAGE, USR), (LAZY_IMAGE, LAZY))  # (image, mount point), mounted in this order
 INIT_DIR = "usr/lib/mvirt-one"  # the onedir bundle; /init (preinit) execs its executable
 BUNDLE_LIBS = (f"{INIT_DIR}/_internal",)
+# Where elfdeps looks for a bundle library: the bundle, and its copy of the layout under LAZY for
+# the files moved there (the loader, given a link, searches the link's directory: same names).
+LIB_DIRS = (*BUNDLE_LIBS, *(f"{LAZY}/{Path(d).relative_to(USR)}" for d in BUNDLE_LIBS))
 # merged /usr, as Debian has it: the loader, libraries and programs all come from the image
 USR_LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
 # The init runs its OCI runtime by this name, whichever runtime was shipped (RUNTIME=path): a link
@@ -50,9 +58,28 @@ HOST_FILES = {
 }
 HOST_LINKS = {"usr/sbin/mkfs.ext4": "mke2fs"}  # link -> target, as Debian has them
 
+# What the boot does not read, moved to the lazy image (usrimage.LAZY_COMPRESSION) at the same
+# path under LAZY: tree-relative patterns of regular files, each of which must match.
+LAZY_FILES = (
+    # OpenSSL: only the first pull loads it (init/openssl.py keeps it out of the boot's imports).
+    f"{INIT_DIR}/_internal/libcrypto.so.*",
+    f"{INIT_DIR}/_internal/libssl.so.*",
+    f"{INIT_DIR}/_internal/python3.*/lib-dynload/_ssl.*.so",
+    f"{INIT_DIR}/_internal/python3.*/lib-dynload/_hashlib.*.so",
+    # The OCI runtime: run for the first pod (at boot only to clean up after an unclean stop).
+    f"{runtime.INITRAMFS_BIN_DIR.lstrip('/')}/*",
+    # mke2fs and the libraries only it loads: run at boot only when a blank data disk is given.
+    "usr/sbin/mke2fs",
+    "usr/lib/x86_64-linux-gnu/libext2fs.so.*",
+    "usr/lib/x86_64-linux-gnu/libe2p.so.*",
+    "usr/lib/x86_64-linux-gnu/libcom_err.so.*",
+    "usr/lib/x86_64-linux-gnu/libblkid.so.*",
+    "usr/lib/x86_64-linux-gnu/libuuid.so.*",
+)
+
 # Mount points and data directories the init expects to exist.
 DIRECTORIES = ("proc", "sys", "dev", "run", "tmp", "root", "usr/bin", "usr/sbin", "usr/lib",
-               "usr/lib64", "var/lib/mvirt-one", "etc/mvirt-one/boot.d")
+               "usr/lib64", LAZY, "var/lib/mvirt-one", "etc/mvirt-one/boot.d")
 
 # Python reads /dev/urandom before our code runs, and the kernel opens /dev/console for /init's
 # stdio before devtmpfs is mounted: both must exist in the archive.
@@ -76,8 +103,8 @@ def _install_init(tree: Path, frozen: Path) -> None:
     if not (frozen / freeze.NAME).exists():
         raise BuildError(f"{frozen / freeze.NAME} is missing: run `doit init` first")
     shutil.copytree(frozen, tree / INIT_DIR, symlinks=True)
-    preinit.build(tree / "init", image=f"/{USR_IMAGE}", mount_point=f"/{USR}",
-                  init=f"/{INIT_DIR}/{freeze.NAME}")
+    preinit.build(tree / "init", init=f"/{INIT_DIR}/{freeze.NAME}",
+                  images=[(f"/{image}", f"/{mount}") for image, mount in IMAGES])
 
 
 def _install_runtime(tree: Path, runtime_dir: Path) -> str:
@@ -105,6 +132,36 @@ def _install_host_files(tree: Path) -> None:
         (tree / rel).symlink_to(target)
 
 
+def _move_lazy(tree: Path) -> list[str]:
+    """Each LAZY_FILES file to the same path under LAZY, a relative link left in its place (the
+    loader keeps a library's $ORIGIN and search path where the link is)."""
+    moved: list[str] = []
+    for pattern in LAZY_FILES:
+        matches = [p for p in sorted(tree.glob(pattern)) if p.is_file() and not p.is_symlink()]
+        if not matches:
+            raise BuildError(f"no file in the tree matches {pattern} (initramfs.LAZY_FILES)")
+        for p in matches:
+            rel = p.relative_to(tree / USR)
+            dest = tree / LAZY / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, dest)
+            p.symlink_to(os.path.relpath(dest, p.parent))
+            moved.append(str(rel))
+    return moved
+
+
+def _check_boot_needs_nothing_lazy(tree: Path) -> None:
+    """No ELF of the /usr image may need a library of the lazy one: the boot would wait for it."""
+    lazy_dir = tree / LAZY
+    lazy = {p.name for p in elfdeps.elves(lazy_dir)}
+    wrong = {str(p.relative_to(tree)): sorted(set(elfdeps.read(p).needed) & lazy)
+             for p in elfdeps.elves(tree) if lazy_dir not in p.parents}
+    wrong = {path: libs for path, libs in wrong.items() if libs}
+    if wrong:
+        raise BuildError(f"ELF files the boot may load need libraries of /{LAZY}: {wrong}"
+                         " (initramfs.LAZY_FILES)")
+
+
 def assemble(
     tree: Path = TREE,
     *,
@@ -126,7 +183,10 @@ def assemble(
     linked = elfdeps.link_duplicates(tree, BUNDLE_LIBS)
     if linked:
         print(f"  bundle copies of system libraries made links: {', '.join(linked)}")
-    elfdeps.check_loadable(tree, BUNDLE_LIBS)
+    moved = _move_lazy(tree)
+    print(f"  moved to /{LAZY}: {', '.join(moved)}")
+    elfdeps.check_loadable(tree, LIB_DIRS)
+    _check_boot_needs_nothing_lazy(tree)
     outside = [p for p in tree.rglob("*") if elfdeps.is_elf(p) and not p.is_symlink()
                and p.relative_to(tree).parts[0] not in (USR, "init")]
     if outside:
@@ -148,14 +208,16 @@ def _manifest(tree: Path) -> str:
 
 
 def archive(tree: Path, out: Path, *, zstd_out: Path | None = None,
-            usr_image: Path = USR_SQUASHFS) -> None:
-    """newc cpio of the tree with its /usr as one squashfs image (`usr_image`, made here), gzip'ed
-    with no name and a zero mtime in the gzip header; with `zstd_out`, also the same cpio
-    compressed with zstd -19 (what the UKI carries)."""
-    usrimage.make(tree / USR, usr_image)
+            usr_image: Path = USR_SQUASHFS, lazy_image: Path = LAZY_SQUASHFS) -> None:
+    """newc cpio of the tree with its /usr as two squashfs images (`usr_image` without /usr/lazy,
+    `lazy_image` of it, made here), gzip'ed with no name and a zero mtime in the gzip header;
+    with `zstd_out`, also the same cpio compressed with zstd -19 (what the UKI carries)."""
+    lazy_in_usr = str(Path(LAZY).relative_to(USR))
+    usrimage.make(tree / USR, usr_image, mount_points=(lazy_in_usr,))
+    usrimage.make(tree / LAZY, lazy_image, compression=usrimage.LAZY_COMPRESSION)
     raw = io.BytesIO()
     cpio.write(raw, tree, mtime=reproducible.epoch(), devices=DEVICES,
-               files={USR_IMAGE: usr_image}, prune=(USR,))
+               files={USR_IMAGE: usr_image, LAZY_IMAGE: lazy_image}, prune=(USR,))
     tmp = out.with_suffix(".tmp")
     with tmp.open("wb") as f, gzip.GzipFile(filename="", mode="wb", fileobj=f, compresslevel=9,
                                             mtime=0) as gz:

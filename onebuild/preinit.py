@@ -1,5 +1,5 @@
 """/init of the initramfs: a small static C program (preinit/preinit.c) that mounts the
-compressed /usr image and execs the Python init, so the init stays PID 1.
+compressed /usr images and execs the Python init, so the init stays PID 1.
 
 Built with musl (a 30 KB static binary; glibc's static runtime alone is ~800 KB, and every byte
 of /init stays in RAM). The paths it uses are compiled in from the initramfs layout, which
@@ -8,6 +8,7 @@ onebuild/initramfs.py declares.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from onebuild import paths
@@ -23,14 +24,21 @@ def _c_string(value: str) -> str:
     return f'"{value}"'
 
 
-def build(out: Path, *, image: str, mount_point: str, init: str) -> None:
-    """Compile the preinit to `out`; the three paths are absolute paths in the guest."""
-    defines = {"IMAGE": image, "MOUNT_POINT": mount_point, "INIT": init}
-    for name, value in defines.items():
-        if not value.startswith("/"):
-            raise ValueError(f"{name}={value!r}: must be an absolute path in the guest")
-    argv: list[str] = ["musl-gcc", *CFLAGS]
-    argv += [f"-D{name}={_c_string(value)}" for name, value in defines.items()]
+def _guest_path(name: str, value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"{name}={value!r}: must be an absolute path in the guest")
+    return _c_string(value)
+
+
+def build(out: Path, *, images: Sequence[tuple[str, str]], init: str) -> None:
+    """Compile the preinit to `out`: it mounts each (image, mount point) in order, then execs
+    `init`; all are absolute paths in the guest."""
+    if not images:
+        raise ValueError("no image to mount")
+    pairs = ",".join(f"{{{_guest_path('image', image)},{_guest_path('mount point', mount)}}}"
+                     for image, mount in images)
+    argv: list[str] = ["musl-gcc", *CFLAGS, f"-DIMAGES={pairs}",
+                       f"-DINIT={_guest_path('INIT', init)}"]
     argv += ["-o", str(out), str(SOURCE)]
     run(argv, quiet=True)
     out.chmod(0o755)

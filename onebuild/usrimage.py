@@ -22,6 +22,12 @@ from onebuild.tools import BuildError, run
 # blocks compress a little better but pull more into the page cache than was asked for, and
 # squashfs keeps four blocks of cache per mount. The kernel reads both (kernel.config).
 COMPRESSION = ("-comp", "zstd", "-Xcompression-level", "19", "-b", "128K")
+# For what the boot never reads (initramfs.LAZY): xz with the x86 branch filter, smaller than zstd
+# (measured on that set: 2.79 MB against 3.18 MB), and only the first pull or pod waits for it.
+# Small blocks and no fragments because a mount pins its caches for the VM's life: one data
+# block, three fragment blocks when there are fragments, and xz's dictionary (the block size).
+# With 1 MiB blocks the set is 2.67 MB but pins 5 MiB; at 128 KiB without fragments, 256 KiB.
+LAZY_COMPRESSION = ("-comp", "xz", "-Xbcj", "x86", "-b", "128K", "-no-fragments")
 
 
 def _normalize_modes(root: Path) -> None:
@@ -36,14 +42,19 @@ def _normalize_modes(root: Path) -> None:
     root.chmod(cpio.normal_mode(root.lstat().st_mode))
 
 
-def make(root: Path, out: Path) -> None:
-    """squashfs image of `root` at `out`: owners 0:0, one fixed time, no xattrs, reproducible."""
+def make(root: Path, out: Path, *, compression: tuple[str, ...] = COMPRESSION,
+         mount_points: tuple[str, ...] = ()) -> None:
+    """squashfs image of `root` at `out`: owners 0:0, one fixed time, no xattrs, reproducible.
+    The directories in `mount_points` (relative to `root`) go in empty: another image is
+    mounted there."""
     if not root.is_dir():
         raise BuildError(f"{root} is not a directory")
     _normalize_modes(root)
     epoch = str(reproducible.epoch())
     tmp = out.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
-    run(["mksquashfs", root, tmp, *COMPRESSION, "-noappend", "-all-root", "-no-xattrs",
-         "-mkfs-time", epoch, "-all-time", epoch, "-quiet", "-no-progress"], quiet=True)
+    excluded = [arg for d in mount_points for arg in ("-e", f"{d}/*")]
+    run(["mksquashfs", root, tmp, *compression, "-noappend", "-all-root", "-no-xattrs",
+         "-mkfs-time", epoch, "-all-time", epoch, "-quiet", "-no-progress",
+         *(["-wildcards", *excluded] if excluded else [])], quiet=True)
     os.replace(tmp, out)

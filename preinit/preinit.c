@@ -1,5 +1,5 @@
 /*
- * /init of the initramfs: mount the read-only /usr image, then become the Python init.
+ * /init of the initramfs: mount the read-only /usr images, then become the Python init.
  *
  * The Python runtime (interpreter, libraries, the frozen init, crun) travels as a compressed
  * squashfs image inside the initramfs. Mounted through a loop device, only the pages that are
@@ -8,12 +8,13 @@
  * this small static program does the mount and then execve()s the Python init: the same process,
  * so PID 1 stays the Python init. It is not a second init: it forks nothing and reaps nothing.
  *
- * Without the image (a root filesystem that has /usr unpacked, like rootfs.raw) it execs at once.
- * If the image cannot be mounted there is nothing to run: it says why on the console and powers
- * the machine off, because PID 1 exiting would panic the kernel.
+ * The images are mounted in order: /usr, then the one holding what the boot does not read, on a
+ * directory of the first. An image that is absent is skipped (a root filesystem that has /usr
+ * unpacked, like rootfs.raw, has none). If one cannot be mounted there is nothing to run: it says
+ * why on the console and powers the machine off, because PID 1 exiting would panic the kernel.
  *
- * IMAGE, MOUNT_POINT and INIT are given at compile time (-D...) by onebuild/preinit.py, where the
- * initramfs layout is declared.
+ * IMAGES ({image, mount point} pairs) and INIT are given at compile time (-D...) by
+ * onebuild/preinit.py, where the initramfs layout is declared.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,11 +28,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#ifndef IMAGE
-#error "IMAGE (the squashfs image's path) must be defined"
-#endif
-#ifndef MOUNT_POINT
-#error "MOUNT_POINT (where the image is mounted) must be defined"
+#ifndef IMAGES
+#error "IMAGES ({squashfs image, mount point} pairs, in mount order) must be defined"
 #endif
 #ifndef INIT
 #error "INIT (the program to exec) must be defined"
@@ -69,12 +67,22 @@ struct loop_config {
  * /dev later, and the mount keeps the loop device itself. */
 #define LOOP_CONTROL "/dev/loop-control"
 
-static void say(const char *what, int err) {
+struct image {
+    const char *path, *mount_point;
+};
+
+static const struct image images[] = {IMAGES};
+
+/* "preinit: WHAT[ ARG]: strerror(err)" on stderr (the console). */
+static void say_about(const char *what, const char *arg, int err) {
     char line[256];
-    int n = snprintf(line, sizeof line, "preinit: %s: %s\n", what, strerror(err));
+    int n = snprintf(line, sizeof line, "preinit: %s%s%s: %s\n", what, arg ? " " : "",
+                     arg ? arg : "", strerror(err));
     if (n > 0)
         (void)!write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
+
+static void say(const char *what, int err) { say_about(what, NULL, err); }
 
 static void give_up(void) {
     if (getpid() != 1)
@@ -91,8 +99,8 @@ static int node(const char *path, mode_t type, unsigned major, unsigned minor) {
     return -1;
 }
 
-/* Attach IMAGE to a free loop device, read-only, and mount it on MOUNT_POINT. */
-static int mount_image(int image) {
+/* Attach the open image `fd` to a free loop device, read-only, and mount it on its mount point. */
+static int mount_image(int fd, const struct image *image) {
     char dev[32];
     int control, loop, n, saved;
 
@@ -128,23 +136,25 @@ static int mount_image(int image) {
     }
     struct loop_config config;
     memset(&config, 0, sizeof config);
-    config.fd = (uint32_t)image;
+    config.fd = (uint32_t)fd;
     /* AUTOCLEAR: the device detaches itself once the filesystem on it is unmounted. */
     config.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
-    strncpy((char *)config.info.lo_file_name, IMAGE, LO_NAME_SIZE - 1);
+    strncpy((char *)config.info.lo_file_name, image->path, LO_NAME_SIZE - 1);
     if (ioctl(loop, LOOP_CONFIGURE, &config) < 0) {
         saved = errno;
         close(loop);
         unlink(dev);
-        say("LOOP_CONFIGURE " IMAGE, saved);
+        say_about("LOOP_CONFIGURE", image->path, saved);
         return -1;
     }
-    int rc = mount(dev, MOUNT_POINT, "squashfs", MS_RDONLY | MS_NODEV, NULL);
+    int rc = mount(dev, image->mount_point, "squashfs", MS_RDONLY | MS_NODEV, NULL);
     saved = errno;
     close(loop); /* the mount holds the device from here on (or AUTOCLEAR frees it) */
     unlink(dev);
     if (rc < 0) {
-        say("mount " IMAGE " on " MOUNT_POINT, saved);
+        char what[128];
+        snprintf(what, sizeof what, "mount %s on %s", image->path, image->mount_point);
+        say(what, saved);
         return -1;
     }
     return 0;
@@ -152,15 +162,17 @@ static int mount_image(int image) {
 
 int main(int argc, char **argv, char **envp) {
     (void)argc;
-    int image = open(IMAGE, O_RDONLY | O_CLOEXEC);
-    if (image >= 0) {
-        int rc = mount_image(image);
-        close(image);
-        if (rc < 0)
+    for (size_t i = 0; i < sizeof images / sizeof images[0]; i++) {
+        int fd = open(images[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            int rc = mount_image(fd, &images[i]);
+            close(fd);
+            if (rc < 0)
+                give_up();
+        } else if (errno != ENOENT) {
+            say_about("open", images[i].path, errno);
             give_up();
-    } else if (errno != ENOENT) {
-        say("open " IMAGE, errno);
-        give_up();
+        }
     }
     argv[0] = INIT;
     execve(INIT, argv, envp);

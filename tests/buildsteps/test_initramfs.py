@@ -205,7 +205,7 @@ def test_a_missing_mozilla_set_names_the_package(tmp_path: Path) -> None:
 def test_the_shipped_mke2fs_formats_a_disk_from_the_tree_alone(crun_tree: Path) -> None:
     assert (crun_tree / "sbin/mkfs.ext4").readlink() == Path("mke2fs")
     assert (crun_tree / "etc/mke2fs.conf").read_bytes() == Path("/etc/mke2fs.conf").read_bytes()
-    assert elfdeps.missing(crun_tree, initramfs.BUNDLE_LIBS) == {}
+    assert elfdeps.missing(crun_tree, initramfs.LIB_DIRS) == {}
     disk = crun_tree / "tmp" / "data.img"
     with disk.open("wb") as f:
         f.truncate(64 * 2**20)

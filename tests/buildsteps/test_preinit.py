@@ -38,16 +38,16 @@ def _root(base: Path) -> Path:
     for d in ("bin", "dev", "proc", "usr"):
         (root / d).mkdir(parents=True)
     shutil.copy(BUSYBOX, root / "bin" / "busybox")
-    preinit.build(root / "init", image=f"/{initramfs.USR_IMAGE}",
-                  mount_point=f"/{initramfs.USR}", init=INIT)
+    preinit.build(root / "init", init=INIT,
+                  images=[(f"/{image}", f"/{mount}") for image, mount in initramfs.IMAGES])
     return root
 
 
-def _usr_tree(base: Path) -> Path:
+def _usr_tree(base: Path, script: str = REPORT) -> Path:
     usr = base / "usr-tree"
     init = usr / Path(INIT).relative_to("/usr")
     init.parent.mkdir(parents=True)
-    init.write_text(REPORT)
+    init.write_text(script)
     init.chmod(0o755)
     return usr
 
@@ -91,6 +91,50 @@ def test_mounts_the_image_read_only_and_execs_the_init_as_pid_1(tmp_path: Path) 
     while _loop_devices_backed_by(image) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _loop_devices_backed_by(image) == []
+
+
+LAZY_MOUNT = f"/{initramfs.LAZY}"
+LAZY_IMAGE = f"/{initramfs.LAZY_IMAGE}"
+
+
+def _two_images(root: Path, base: Path, script: str) -> None:
+    """The /usr image, with a link into the lazy one and its mount point, and the lazy image."""
+    usr = _usr_tree(base, script)
+    (usr / "bin").mkdir()
+    (usr / "bin" / "tool").symlink_to(f"..{LAZY_MOUNT.removeprefix('/usr')}/bin/tool")
+    lazy_in_usr = LAZY_MOUNT.removeprefix("/usr/")
+    (usr / lazy_in_usr).mkdir(parents=True)
+    lazy = base / "lazy-tree"
+    (lazy / "bin").mkdir(parents=True)
+    (lazy / "bin" / "tool").write_text("read from the lazy image\n")
+    usrimage.make(usr, root / initramfs.USR_IMAGE)
+    usrimage.make(lazy, root / LAZY_IMAGE.lstrip("/"), compression=usrimage.LAZY_COMPRESSION)
+
+
+def test_mounts_the_lazy_image_inside_usr_before_the_init(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    script = ("#!/bin/busybox sh\n/bin/busybox grep ' /usr' /proc/mounts\n"
+              "/bin/busybox cat /usr/bin/tool\n")
+    _two_images(root, tmp_path, script)
+    proc = _boot(root)
+    assert proc.returncode == 0, proc.stderr
+    usr, lazy, content = proc.stdout.splitlines()
+    assert usr.split()[1:3] == ["/usr", "squashfs"]
+    source, target, fstype, options = lazy.split()[:4]
+    assert (target, fstype) == (LAZY_MOUNT, "squashfs")
+    assert source.startswith("/dev/loop") and source != usr.split()[0]
+    assert "ro" in options.split(",")
+    assert content == "read from the lazy image"
+
+
+def test_a_lazy_image_that_does_not_mount_powers_off_with_the_reason(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    _two_images(root, tmp_path, REPORT)
+    (root / LAZY_IMAGE.lstrip("/")).write_bytes(b"not a squashfs image" * 512)
+    proc = _boot(root)
+    assert proc.returncode == -signal.SIGINT, (proc.returncode, proc.stdout, proc.stderr)
+    assert f"preinit: mount {LAZY_IMAGE} on {LAZY_MOUNT}: " in proc.stderr
+    assert "pid=" not in proc.stdout
 
 
 def test_without_an_image_it_execs_the_init_at_once(tmp_path: Path) -> None:
