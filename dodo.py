@@ -212,9 +212,10 @@ def task_uki() -> dict[str, Any]:
 
     return {
         "actions": [(uki.build, [], {})],
-        "file_dep": [*(str(p) for p in uki.sections().values() if p != uki.CMDLINE),
-                     str(uki.CMDLINE_SOURCE), *step_sources("onebuild.uki")],
-        "targets": [str(uki.OUT), str(uki.CMDLINE)],
+        "file_dep": [*(str(p) for p in uki.sections().values()
+                       if p not in (uki.CMDLINE, uki.HANDOVER_KERNEL)),
+                     str(uki.BZIMAGE), str(uki.CMDLINE_SOURCE), *step_sources("onebuild.uki")],
+        "targets": [str(uki.OUT), str(uki.CMDLINE), str(uki.HANDOVER_KERNEL)],
         "clean": True,
     }
 

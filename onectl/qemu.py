@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -52,7 +53,8 @@ class Vm:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.qmp_path.unlink(missing_ok=True)
         host = self.host or tools.probe_host(firmware=self.spec.boot == "uefi")
-        argv = qemu_argv.argv(self.spec, host, qmp=self.qmp_path)
+        esp = self._make_esp() if self.spec.boot == "uefi" else None
+        argv = qemu_argv.argv(self.spec, host, qmp=self.qmp_path, esp=esp)
         (self.workdir / "qemu.cmdline").write_text(" ".join(argv) + "\n")
         self.started = time.monotonic()
         # A session of its own: Ctrl-C in a terminal reaches the whole foreground process group,
@@ -61,6 +63,17 @@ class Vm:
                                      stderr=subprocess.STDOUT, start_new_session=True)
         threading.Thread(target=self._read_console, args=(self.proc,), daemon=True).start()
         return self
+
+    def _make_esp(self) -> Path:
+        """The VM's ESP directory with a copy of the UKI (a copy: the drive is writable)."""
+        esp = self.workdir / "esp"
+        loader = esp / qemu_argv.ESP_LOADER
+        loader.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(self.spec.kernel, loader)
+        except OSError as e:
+            raise VmError(f"cannot put the UKI {self.spec.kernel} on the ESP: {e}") from e
+        return esp
 
     def _process(self) -> subprocess.Popen[bytes]:
         if self.proc is None:

@@ -600,3 +600,13 @@ def test_tarball_version_of_a_broken_file_is_a_build_error(tmp_path: Path) -> No
     broken.write_bytes(b"\xfd7zXZ\x00 truncated download")
     with pytest.raises(BuildError, match="cannot read it as a tarball"):
         source.tarball_version(broken)
+
+
+def test_the_built_kernel_asks_the_efi_stub_for_at_most_12_mib() -> None:
+    """kernel.patches/0001: without the 2 MiB padding around text and rodata the buffer the EFI
+    stub decompresses into (init_size, rounded up to 2 MiB) is 12 MiB instead of 14 or 16."""
+    built = paths.TARGET / "bzImage"
+    if not built.exists():
+        pytest.fail("target/bzImage missing: run `make one` first")
+    init_size = int.from_bytes(built.read_bytes()[0x260:0x264], "little")  # boot protocol 2.10
+    assert init_size <= 12 * 2**20, f"init_size {init_size / 2**20:.2f} MiB"

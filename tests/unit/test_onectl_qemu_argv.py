@@ -10,9 +10,11 @@ import pytest
 from onectl import tools
 from onectl.errors import OnectlError
 from onectl.machine import MachineConfig
+from onectl.qemu import Vm, VmError
 from onectl.qemu_argv import VmSpec, argv
 
 QMP = Path("/run/vm/qmp.sock")
+ESP = Path("/run/vm/esp")
 TCG_HOST = tools.Host(qemu=Path("/opt/q/qemu-system-x86_64"), ovmf=Path("/fw/OVMF.fd"),
                       kvm=False, tsc_khz=2_500_000)
 KVM_HOST = tools.Host(qemu=Path("/opt/q/qemu-system-x86_64"), ovmf=None, kvm=True, tsc_khz=None)
@@ -25,15 +27,24 @@ def _after(args: list[str], flag: str) -> list[str]:
     return [args[i + 1] for i, a in enumerate(args) if a == flag]
 
 
-def test_uki_on_q35_under_tcg() -> None:
-    spec = VmSpec(kernel=Path("/k/one.efi"), append="console=ttyS0 one.x=1", memory_mib=256,
-                  cpus=2, network="restricted", guestfwd=["tcp:10.0.2.100:5000-tcp:127.0.0.1:9"])
-    assert argv(spec, TCG_HOST, qmp=QMP) == HEAD + [
-        "-smp", "2", "-m", "256M", "-accel", "tcg", "-M", "q35",
-        "-bios", "/fw/OVMF.fd", "-kernel", "/k/one.efi", "-append", "console=ttyS0 one.x=1",
+def test_uki_on_q35_under_tcg_boots_from_an_esp_on_ahci() -> None:
+    spec = VmSpec(kernel=Path("/k/one.efi"), memory_mib=256, cpus=2, network="restricted",
+                  guestfwd=["tcp:10.0.2.100:5000-tcp:127.0.0.1:9"])
+    assert argv(spec, TCG_HOST, qmp=QMP, esp=Path("/run/vm,1/esp")) == HEAD + [
+        "-smp", "2", "-m", "256M", "-accel", "tcg", "-M", "q35", "-bios", "/fw/OVMF.fd",
+        "-drive", "file=fat:rw:/run/vm,,1/esp,format=raw,if=none,id=esp",
+        "-device", "ide-hd,drive=esp,bus=ide.0,bootindex=0",
         "-device", "virtio-rng-pci",
         "-netdev", "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:5000-tcp:127.0.0.1:9",
-        "-device", "virtio-net-pci,netdev=n0"]
+        "-device", "virtio-net-pci,netdev=n0,romfile="]
+
+
+def test_uki_takes_no_command_line_and_needs_its_esp() -> None:
+    with pytest.raises(ValueError, match="command line it carries"):
+        argv(VmSpec(kernel=Path("/k/one.efi"), append="quiet"), TCG_HOST, qmp=QMP,
+             esp=Path("/e"))
+    with pytest.raises(ValueError, match="ESP"):
+        argv(VmSpec(kernel=Path("/k/one.efi")), TCG_HOST, qmp=QMP)
 
 
 def test_direct_microvm_under_tcg_gets_the_hosts_tsc_frequency() -> None:
@@ -57,7 +68,7 @@ def test_kvm_host_uses_kvm_and_passes_no_tsc_frequency() -> None:
 @pytest.mark.parametrize("accel,expected", [("auto", "tcg"), ("tcg", "tcg"), ("kvm", "kvm")])
 def test_accel_choice_on_a_host_without_kvm(accel: str, expected: str) -> None:
     spec = VmSpec(kernel=Path("/k/one.efi"), accel=accel)  # type: ignore[arg-type]
-    assert _after(argv(spec, TCG_HOST, qmp=QMP), "-accel") == [expected]
+    assert _after(argv(spec, TCG_HOST, qmp=QMP, esp=ESP), "-accel") == [expected]
 
 
 def test_tcg_forced_on_a_kvm_host_still_gets_the_tsc_when_known() -> None:
@@ -93,7 +104,7 @@ def test_extra_arguments_come_last() -> None:
 
 def test_same_inputs_same_argv() -> None:
     spec = VmSpec(kernel=Path("/k/one.efi"), network="user")
-    assert argv(spec, TCG_HOST, qmp=QMP) == argv(spec, TCG_HOST, qmp=QMP)
+    assert argv(spec, TCG_HOST, qmp=QMP, esp=ESP) == argv(spec, TCG_HOST, qmp=QMP, esp=ESP)
 
 
 def test_probe_host_reads_the_real_host(monkeypatch: pytest.MonkeyPatch,
@@ -128,15 +139,25 @@ def test_data_disk_is_a_raw_virtio_blk_drive(machine: str, device: str) -> None:
 
 
 def test_a_comma_in_the_disk_path_is_doubled_for_qemu() -> None:
-    spec = VmSpec(kernel=Path("/k"), data_disk=Path("/d/a,b.img"))
+    spec = VmSpec(kernel=Path("/k"), boot="direct", data_disk=Path("/d/a,b.img"))
     assert _after(argv(spec, TCG_HOST, qmp=QMP), "-drive") == [
         "file=/d/a,,b.img,if=none,id=d0,format=raw"]
 
 
 def test_no_data_disk_no_drive() -> None:
-    assert "-drive" not in argv(VmSpec(kernel=Path("/k")), TCG_HOST, qmp=QMP)
+    assert "-drive" not in argv(VmSpec(kernel=Path("/k"), boot="direct"), TCG_HOST, qmp=QMP)
 
 
 def test_machine_config_passes_the_data_disk_on() -> None:
     config = MachineConfig(kernel=Path("/k"), data_disk=Path("/d.img"))
     assert config.vm_spec(Path("/run/vhost.sock")).data_disk == Path("/d.img")
+
+
+def test_the_esp_holds_a_copy_of_the_uki_where_firmware_looks(tmp_path: Path) -> None:
+    uki = tmp_path / "one.efi"
+    uki.write_bytes(b"MZ uki")
+    esp = Vm(VmSpec(kernel=uki), tmp_path / "run")._make_esp()
+    loader = esp / "EFI" / "BOOT" / "BOOTX64.EFI"
+    assert loader.read_bytes() == b"MZ uki" and not loader.samefile(uki)
+    with pytest.raises(VmError, match="cannot put the UKI"):
+        Vm(VmSpec(kernel=tmp_path / "absent.efi"), tmp_path / "run2")._make_esp()

@@ -19,7 +19,7 @@ from tests.fixtures.cli import onectl
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
 from tests.fixtures.images.splice import guestfwd
-from tests.fixtures.vm import Artifacts, boot_machine
+from tests.fixtures.vm import Artifacts, boot_machine, uki_with_cmdline
 from tests.fixtures.vm_pods import check_logs_and_exec, stop_and_remove, write_pod_file
 
 pytestmark = pytest.mark.vm
@@ -29,11 +29,11 @@ GUEST_REGISTRY = "10.0.2.100:5000"
 
 def test_pod_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
                        busybox_image: Pushed, machines: list[Machine]) -> None:
-    # The UKI itself, at 128 MiB: OVMF passes -append as the image's load options, which
-    # systemd-stub uses instead of the embedded command line (unsigned, no Secure Boot).
+    # The UKI's parts at 128 MiB, with a command line that names the insecure test registry.
+    kernel = uki_with_cmdline(artifacts, f"one.insecure_registries={GUEST_REGISTRY}",
+                              tmp_path / "one.efi")
     config = MachineConfig(
-        kernel=artifacts.uki, boot="uefi",
-        append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
+        kernel=kernel, boot="uefi",
         net="restricted", guestfwd=[guestfwd(GUEST_REGISTRY, image_proxy.address)],
         accel="tcg", memory_mib=128)
     machine = boot_machine(config, tmp_path)
