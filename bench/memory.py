@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from onebuild import paths
+from onebuild import uki as onebuild_uki
 from onectl.machine import Machine, MachineConfig
 from tests.fixtures.images import build
 from tests.fixtures.images.registry import Registry
@@ -50,9 +51,10 @@ def measure(uki: Path, memory_mib: int, work: Path) -> dict[str, object]:
         layout = work / "oci"
         build.umoci_image(layout, "latest", [build.busybox_tree])
         build.skopeo_push(layout, "latest", reg.address, "busybox:latest")
-        config = MachineConfig(kernel=uki, boot="uefi", memory_mib=memory_mib, accel="tcg",
-                               append=f"console=ttyS0 quiet panic=-1 rootfstype=ramfs "
-                               f"one.insecure_registries={GUEST_REGISTRY}",
+        # The UKI boots with the command line it carries: one that names the test registry.
+        kernel = work / "one.efi"
+        onebuild_uki.add_to_cmdline(uki, f"one.insecure_registries={GUEST_REGISTRY}", kernel)
+        config = MachineConfig(kernel=kernel, boot="uefi", memory_mib=memory_mib, accel="tcg",
                                net="restricted",
                                guestfwd=[guestfwd(GUEST_REGISTRY, reg.address)])
         with Machine(config, work / "vm") as machine:

@@ -63,3 +63,24 @@ def test_a_file_without_a_pe_header_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="no PE header"):
         uki.handover_kernel(fake, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_setting_added_to_the_built_ukis_command_line(tmp_path: Path) -> None:
+    built = TARGET / "mvirt-one.efi"
+    if not built.exists():
+        pytest.fail("target/mvirt-one.efi missing: run `make one` first")
+    out = tmp_path / "one.efi"
+    uki.add_to_cmdline(built, "one.insecure_registries=10.0.2.100:5000", out)
+    data = out.read_bytes()
+    sections = {s.name: s for s in inspect.uki_sections(out)}
+    cmdline = sections[".cmdline"]
+    text = data[cmdline.raw_offset:cmdline.raw_offset + cmdline.virtual_size].decode()
+    assert text == (TARGET / "cmdline").read_text() + " one.insecure_registries=10.0.2.100:5000"
+    original = built.read_bytes()
+    for name, sec in {s.name: s for s in inspect.uki_sections(built)}.items():
+        if name in (".initrd", ".linux"):
+            new = sections[name]
+            assert (data[new.raw_offset:new.raw_offset + new.virtual_size]
+                    == original[sec.raw_offset:sec.raw_offset + sec.virtual_size])
+    with pytest.raises(BuildError, match="not one of our UKIs"):
+        uki.add_to_cmdline(uki.STUB, "x", tmp_path / "stub.efi")
