@@ -5,10 +5,6 @@ from __future__ import annotations
 import sys
 
 from init import openssl
-from init.system import idna
-
-# Before anything resolves a host name: the frozen init has no unicodedata (init/system/idna.py).
-idna.register()
 
 # OpenSSL loads with the first pull, not with asyncio (init/openssl.py).
 with openssl.hidden():

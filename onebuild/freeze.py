@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from onebuild import elfdeps, libpython, openssllib, paths, reproducible, zstdlib
+from onebuild import elfdeps, openssllib, paths, reproducible, zstdlib
 from onebuild.tools import BuildError, run, step
 
 ENTRY = paths.ROOT / "init" / "__main__.py"
@@ -53,9 +53,6 @@ EXCLUDES = (
     # East-Asian codecs: 1 MB of extension modules the init never decodes with.
     "_codecs_jp", "_codecs_kr", "_codecs_cn", "_codecs_tw", "_codecs_hk", "_codecs_iso2022",
     "_multibytecodec",
-    # Needs unicodedata, which the trimmed libpython leaves out (onebuild/libpython.py); the
-    # stdlib's "idna" codec then cannot load and init/system/idna.py stands in.
-    "stringprep",
     # Imported by nothing the init runs (the guest serves gRPC and pulls with http.client):
     # Windows' event loops, grpclib's client and the typing_extensions only it needs,
     # multidict's pure-Python twin of its C extension, importlib.metadata/resources (and the
@@ -135,21 +132,9 @@ def freeze_onedir() -> None:
         shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
         _pyinstaller("onedir", work / "dist", work / "build")
-        _trim_libpython(work / "dist" / NAME / "_internal")
         openssllib.replace(work / "dist" / NAME / "_internal")
         os.replace(work / "dist" / NAME, out)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _trim_libpython(internal: Path) -> None:
-    """Swap in the libpython without unused built-in modules, and drop the libraries only
-    Debian's needed (libexpat, for pyexpat)."""
-    before = set(elfdeps.read(internal / libpython.SONAME).needed)
-    libpython.link(internal / libpython.SONAME)
-    gone = before - set(elfdeps.read(internal / libpython.SONAME).needed)
-    still_needed = {name for elf in elfdeps.elves(internal) for name in elfdeps.read(elf).needed}
-    for name in sorted(gone - still_needed):
-        (internal / name).unlink(missing_ok=True)
 
 
 def freeze_static() -> None:

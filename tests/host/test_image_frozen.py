@@ -1,9 +1,9 @@
 """The frozen init (target/init, what the initramfs carries) pulls: catches modules the freeze
 left out, which only show when the first pull imports them (http.client, tarfile, the zstd library,
-and OpenSSL, which the init loads only then), and what its trimmed libpython lacks (unicodedata,
-hence the stdlib's "idna" codec, which socket and ssl use for a registry named by host name),
-and what its trimmed OpenSSL (onebuild/openssllib.py) would lack: TLS 1.2 and 1.3 with RSA and
-EC certificates, and verification failures that say why."""
+and OpenSSL, which the init loads only then), the stdlib's "idna" codec (socket and ssl encode a
+registry's host name with it; it needs stringprep and unicodedata), and what its trimmed OpenSSL
+(onebuild/openssllib.py) would lack: TLS 1.2 and 1.3 with RSA and EC certificates, and
+verification failures that say why."""
 
 from __future__ import annotations
 
