@@ -191,8 +191,8 @@ def _leftovers(clone: Path) -> list[str]:
 def test_clean_then_distclean_return_to_a_fresh_clone(clone_a: Path) -> None:
     # Runs last: it removes what the other tests built. A downloaded tarball and an unpacked
     # tree stand in for the real ones where the clone has none (its kernel came from the cache;
-    # after a commit the cache misses, since the build epoch is part of the key, and the clone
-    # unpacked and built one).
+    # a kernel.config built before it was committed has another epoch in its key, and then the
+    # clone unpacked and built one).
     subprocess.run(["git", "checkout", "-q", "--", "."], cwd=clone_a, check=True)
     tarball = clone_a / "target" / "linux-6.1.192.tar.xz"
     tarball.write_bytes(b"stand-in")
