@@ -19,6 +19,11 @@ class Section:
     raw_offset: int
     raw_size: int
 
+    def content(self, image: bytes) -> bytes:
+        """The section's bytes in `image` (the PE file): its virtual size, or less where the
+        file holds less (the rest would be zeros)."""
+        return image[self.raw_offset:self.raw_offset + min(self.raw_size, self.virtual_size)]
+
 
 def uki_sections(path: Path) -> list[Section]:
     pe = pefile.PE(str(path), fast_load=True)
@@ -56,7 +61,7 @@ def check_uki(path: Path, expected: dict[str, Path]) -> None:
             continue
         s = matches[0]
         want = source.read_bytes()
-        got = data[s.raw_offset:s.raw_offset + min(s.raw_size, s.virtual_size)]
+        got = s.content(data)
         if s.virtual_size != len(want) or got != want:
             problems.append(f"section {name}: {s.virtual_size} bytes differ from {source}"
                             f" ({len(want)} bytes)")

@@ -28,8 +28,8 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection, GNUVerSymSection
 from elftools.elf.sections import SymbolTableSection
 
-from onebuild import elfdeps
-from onebuild.tools import BuildError, run, step
+from onebuild import archivelink, elfdeps
+from onebuild.tools import BuildError, step
 
 PACKAGE = "libssl-dev"
 LIBSSL = "libssl.so.3"
@@ -44,11 +44,7 @@ _HIDDEN = 0x8000  # in a .gnu.version entry: a non-default version (sym@V, not s
 
 def archive(soname: str) -> Path:
     """The static archive a library is linked from."""
-    path = ARCHIVES[soname]
-    if not path.is_file():
-        raise BuildError(f"{path} not found: install it with `apt-get install {PACKAGE}` "
-                         "(or run `make bootstrap`)")
-    return path
+    return archivelink.archive(ARCHIVES[soname], PACKAGE)
 
 
 def _sections(elf: ELFFile) -> tuple[SymbolTableSection | None, GNUVerSymSection | None]:
@@ -152,19 +148,14 @@ def link(soname: str, exported: set[Symbol], debian: Path, dest: Path,
          shared: tuple[Path, ...] = ()) -> None:
     """Link `dest` from the archive of `soname`, exporting `exported` in the version nodes of
     `debian` (Debian's library of that soname); `shared` are libraries it links against."""
-    with tempfile.TemporaryDirectory(prefix="openssllib-") as work:
-        script = Path(work) / "exports.map"
-        script.write_text(version_script(exported, version_nodes(debian)))
-        argv: list[str | os.PathLike[str]] = [
-            "gcc", "-shared", "-s", "-o", dest, f"-Wl,-soname,{soname}", "-Wl,--gc-sections",
-            f"-Wl,--version-script={script}", "-Wl,--no-undefined",
-            # Debian's flags (the dynamic loader never unloads OpenSSL: it keeps atexit
-            # handlers), and packed relative relocations.
-            "-Wl,-z,relro,-z,now,-z,nodelete,-z,noexecstack,-z,pack-relative-relocs"]
-        # -u makes the linker take the members that define the symbols from the archive.
-        argv += [f"-Wl,-u,{name}" for name in sorted({name for name, _ in exported})]
-        argv += [archive(soname), *shared]
-        run(argv, quiet=True)
+    archivelink.link(
+        dest, soname, inputs=[archive(soname), *shared],
+        version_script=version_script(exported, version_nodes(debian)),
+        entry_points=sorted({name for name, _ in exported}),
+        # Debian's flags (the dynamic loader never unloads OpenSSL: it keeps atexit handlers),
+        # and packed relative relocations.
+        flags=["-Wl,--no-undefined",
+               "-Wl,-z,relro,-z,now,-z,nodelete,-z,noexecstack,-z,pack-relative-relocs"])
 
 
 def unresolved(internal: Path) -> list[str]:

@@ -141,8 +141,7 @@ def add_to_cmdline(uki: Path, extra: str, out: Path, *, stub: Path = STUB) -> No
     with tempfile.TemporaryDirectory(prefix="uki-") as tmp:
         parts: dict[str, Path] = {}
         for name in sections():
-            sec = found[name]
-            content = data[sec.raw_offset:sec.raw_offset + min(sec.raw_size, sec.virtual_size)]
+            content = found[name].content(data)
             if name == ".cmdline":
                 content = " ".join([*content.decode().split(), *extra.split()]).encode()
             parts[name] = Path(tmp) / name.lstrip(".")

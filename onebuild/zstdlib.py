@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from onebuild import paths
-from onebuild.tools import BuildError, run, step
+from onebuild import archivelink, paths
+from onebuild.tools import BuildError, step
 
 STATIC_LIB = Path("/usr/lib/x86_64-linux-gnu/libzstd.a")
 STATIC_LIB_PACKAGE = "libzstd-dev"
@@ -42,23 +41,14 @@ def output(out_dir: Path = OUT_DIR) -> Path:
 
 def build(out_dir: Path = OUT_DIR) -> None:
     """Link output() from STATIC_LIB, exporting exactly the binding's SYMBOLS."""
-    if not STATIC_LIB.is_file():
-        raise BuildError(f"{STATIC_LIB} not found: install it with "
-                         f"`apt-get install {STATIC_LIB_PACKAGE}` (or run `make bootstrap`)")
-    zstd = binding()
-    symbols: tuple[str, ...] = zstd.SYMBOLS
+    static_lib = archivelink.archive(STATIC_LIB, STATIC_LIB_PACKAGE)
+    symbols: tuple[str, ...] = binding().SYMBOLS
     out = output(out_dir)
-    with step(f"Linking {out.name} (libzstd's decompressor alone)"), \
-            tempfile.TemporaryDirectory(prefix="zstdlib-") as work:
+    with step(f"Linking {out.name} (libzstd's decompressor alone)"):
         out_dir.mkdir(parents=True, exist_ok=True)
-        script = Path(work) / "exports.map"
-        script.write_text("{ global: " + " ".join(f"{s};" for s in symbols) + " local: *; };\n")
         tmp = out.with_name(out.name + ".tmp")
-        argv: list[str] = ["gcc", "-shared", "-s", "-o", str(tmp), f"-Wl,-soname,{out.name}",
-                           "-Wl,--gc-sections", f"-Wl,--version-script={script}",
-                           "-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]
-        # -u makes the linker take the members that define the symbols from the archive.
-        argv += [f"-Wl,-u,{s}" for s in symbols]
-        argv.append(str(STATIC_LIB))
-        run(argv, quiet=True)
+        archivelink.link(
+            tmp, out.name, inputs=[static_lib],
+            version_script="{ global: " + " ".join(f"{s};" for s in symbols) + " local: *; };\n",
+            entry_points=symbols, flags=["-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"])
         os.replace(tmp, out)

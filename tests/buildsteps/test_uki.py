@@ -43,9 +43,9 @@ def test_the_built_uki_carries_the_handover_kernel_and_noinitrd() -> None:
     sections = {s.name: s for s in inspect.uki_sections(built)}
     data = built.read_bytes()
     linux = sections[".linux"]
-    assert _image_version(data[linux.raw_offset:linux.raw_offset + linux.virtual_size]) == (0, 0)
+    assert _image_version(linux.content(data)) == (0, 0)
     cmdline = sections[".cmdline"]
-    words = data[cmdline.raw_offset:cmdline.raw_offset + cmdline.virtual_size].decode().split()
+    words = cmdline.content(data).decode().split()
     assert words.count("noinitrd") == 1 and words[0] == "console=ttyS0"
 
 
@@ -74,13 +74,12 @@ def test_a_setting_added_to_the_built_ukis_command_line(tmp_path: Path) -> None:
     data = out.read_bytes()
     sections = {s.name: s for s in inspect.uki_sections(out)}
     cmdline = sections[".cmdline"]
-    text = data[cmdline.raw_offset:cmdline.raw_offset + cmdline.virtual_size].decode()
+    text = cmdline.content(data).decode()
     assert text == (TARGET / "cmdline").read_text() + " one.insecure_registries=10.0.2.100:5000"
     original = built.read_bytes()
     for name, sec in {s.name: s for s in inspect.uki_sections(built)}.items():
         if name in (".initrd", ".linux"):
             new = sections[name]
-            assert (data[new.raw_offset:new.raw_offset + new.virtual_size]
-                    == original[sec.raw_offset:sec.raw_offset + sec.virtual_size])
+            assert new.content(data) == sec.content(original)
     with pytest.raises(BuildError, match="not one of our UKIs"):
         uki.add_to_cmdline(uki.STUB, "x", tmp_path / "stub.efi")
