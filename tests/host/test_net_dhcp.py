@@ -98,10 +98,16 @@ def test_kea_prefix_delegation_and_slaac_beside_it(link: peers.Link) -> None:
     client = peers.Client(link, wait=1)
     try:
         client.wait_for("prefix 2001:db8:78", 30)
-        state = client.iface_state()
-        lease_data = state["lease_data"]
-        assert isinstance(lease_data, dict)
-        delegated = ipaddress.IPv6Network(lease_data["delegated_prefix"])
+
+        def lease_data() -> dict[str, object]:
+            data = client.iface_state()["lease_data"]
+            assert isinstance(data, dict)
+            return data
+
+        # The state file is rewritten after the line is logged: an earlier one (before the
+        # delegation) may still be there.
+        _wait(lambda: bool(lease_data()["delegated_prefix"]), 10, "the delegated prefix's state")
+        delegated = ipaddress.IPv6Network(str(lease_data()["delegated_prefix"]))
         assert delegated.prefixlen == 56
         assert delegated.subnet_of(ipaddress.IPv6Network("2001:db8:7800::/40"))
         # the kernel's SLAAC address from radvd's prefix, and Kea's stateful one
