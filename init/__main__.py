@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
-from init import openssl
+# No cyclic collection while the boot imports: its passes over a heap that only grows are work
+# for nothing; the init turns it back on once it serves (app.py).
+gc.disable()
+
+from init import openssl  # noqa: E402
 
 # OpenSSL loads with the first pull, not with asyncio (init/openssl.py).
 with openssl.hidden():

@@ -7,6 +7,7 @@ hostname, power-off); local mode is a child subreaper that leaves the host alone
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -104,6 +105,9 @@ class Init:
             await self._boot()
         with log.phase("api"):
             await self._start_api()
+        # What the boot built lives as long as the init: out of the collector's way for good.
+        gc.freeze()
+        gc.enable()
         libc.release_free_heap()  # what the boot imports freed
         LOG.info("phase ready: init %s serving (%s); %s", VERSION,
                  self._api.address if self._api else "no API", meminfo.summary())

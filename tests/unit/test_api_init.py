@@ -4,6 +4,7 @@ is bounded, and local mode without its API is an error, not a silent process."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,30 @@ def test_local_mode_without_its_api_is_an_error(tmp_path: Path) -> None:
     init = Init(_config(tmp_path, f"unix:{tmp_path / 'file'}"), Reaper())
     with pytest.raises(ApiUnavailable, match="not a socket"):
         asyncio.run(init.serve())
+
+
+def test_the_collector_is_back_on_once_the_init_serves(tmp_path: Path) -> None:
+    """The frozen entry point turns the cyclic collector off for the boot's imports (__main__);
+    serving turns it on again, with what the boot built frozen out of its passes."""
+    sock = tmp_path / "api.sock"
+    gc.disable()
+    try:
+        init = Init(_config(tmp_path, f"unix:{sock}"), Reaper(), RecordingPods())
+
+        async def serve_and_look() -> tuple[bool, int]:
+            serving = asyncio.create_task(init.serve())
+            for _ in range(200):
+                if sock.exists():
+                    break
+                await asyncio.sleep(0.05)
+            seen = (gc.isenabled(), gc.get_freeze_count())
+            init.request_shutdown("test")
+            await asyncio.wait_for(serving, 30)
+            return seen
+
+        enabled, frozen = asyncio.run(serve_and_look())
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    assert enabled
+    assert frozen > 0
