@@ -9,6 +9,10 @@ import sys
 # for nothing; the init turns it back on once it serves (app.py).
 gc.disable()
 
+from init import precompiled  # noqa: E402
+
+precompiled.install_bundled()
+
 from init import openssl  # noqa: E402
 
 # OpenSSL loads with the first pull, not with asyncio (init/openssl.py).

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from init import config as config_mod
-from init import hooks, log, openssl
+from init import hooks, log, openssl, precompiled
 from init.api.listeners import ListenError
 from init.api.server import ApiServer
 from init.config import Config
@@ -105,6 +105,7 @@ class Init:
             await self._boot()
         with log.phase("api"):
             await self._start_api()
+        precompiled.finish()
         # What the boot built lives as long as the init: out of the collector's way for good.
         gc.freeze()
         gc.enable()

@@ -13,10 +13,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from onebuild import elfdeps, openssllib, paths, reproducible, zstdlib
+from init import precompiled
+from onebuild import elfdeps, openssllib, paths, precompile, reproducible, zstdlib
 from onebuild.tools import BuildError, run, step
 
 ENTRY = paths.ROOT / "init" / "__main__.py"
+ENTRY_MODULE = "init.__main__"
 NAME = "init"
 ONEDIR = paths.TARGET / "init"  # the onedir tree: ONEDIR/NAME is the executable
 STATIC = paths.TARGET / "mvirt-one"
@@ -67,24 +69,31 @@ EXCLUDES = (
     "google.protobuf", "google._upb", "oneproto.one_pb2", "oneproto.one_grpc",
 )
 
-# Imported lazily by our own code (inside functions), so listed for PyInstaller's analysis.
-HIDDEN_IMPORTS = (
+# Imported lazily by our own code (inside functions) on the way to READY: listed for PyInstaller's
+# analysis, and for the precompiled code (precompile.py) of what they define.
+BOOT_IMPORTS = (
     # pyroute2_light imports it by name, as pyroute2.iproute.linux.
     "init.net.pyroute2_iproute",
-    # The API is imported when it starts, not at boot (init/api/server.py).
-    "init.api.service",
-    "init.api.ready",
-    "grpclib.server",
-    "oneproto.one_service",
-    "oneproto.one_msgs",
-    # The network phase imports its modules when it runs (init/app.py, init/net/interface.py).
+    # The boot phases import their modules when they run (init/app.py, init/net/interface.py).
+    "init.system.datadisk",
+    "init.net.loopback",
     "init.net.boot",
     "init.net.dhcp4",
     "init.net.ipv6.dhcp6",
     "pyroute2.dhcp.client",
-    # The image service loads its puller (http.client, tarfile, zstd) on the first pull.
-    "init.services.image.puller",
+    "init.services.image.service",
+    "init.services.pod.service",
+    # The API is imported when it starts (init/api/server.py).
+    "init.api.service",
+    "init.api.ready",
+    "init.net.netinfo",
+    "grpclib.server",
+    "oneproto.one_service",
+    "oneproto.one_msgs",
 )
+# Imported lazily after READY: the image service loads its puller (http.client, tarfile, zstd) on
+# the first pull.
+LATER_IMPORTS = ("init.services.image.puller",)
 
 
 def _pyinstaller(mode: str, dist: Path, work: Path) -> None:
@@ -105,10 +114,15 @@ def _pyinstaller(mode: str, dist: Path, work: Path) -> None:
     ]
     for module in EXCLUDES:
         argv += ["--exclude-module", module]
-    for module in HIDDEN_IMPORTS:
+    for module in (*BOOT_IMPORTS, *LATER_IMPORTS):
         argv += ["--hidden-import", module]
     # The zstd binding loads it from the bundle's top directory (sys._MEIPASS).
     argv += ["--add-binary", f"{zstdlib.output()}:."]
+    # The generated code of the dataclasses and named tuples the init makes (init/precompiled.py).
+    table = work.parent / precompiled.TABLE_NAME  # PyInstaller's --clean empties `work`
+    table.parent.mkdir(parents=True, exist_ok=True)
+    precompile.build(table, [ENTRY_MODULE, *BOOT_IMPORTS])
+    argv += ["--add-data", f"{table}:."]
     argv.append(str(ENTRY))
     # A fixed hash seed makes the marshalled code (set/frozenset order) the same on every build.
     # No column ranges in the bytecode's location tables (python -X no_debug_ranges): tracebacks

@@ -198,9 +198,13 @@ def test_frozen_init_serves_the_api(tmp_path: Path) -> None:
     """The PyInstaller tree, not the sources: catches modules the freeze left out, which only
     show when a call first imports them (the netlink modules, the generated messages)."""
     path = tmp_path / "api.sock"
-    init = LocalInit(tmp_path, f"unix:{path}", _frozen())
+    init = LocalInit(tmp_path, f"unix:{path}", [*_frozen(), "--log-level", "debug"])
     try:
         init.wait_for(r"phase ready")
+        # Every dataclass and named tuple the boot made ran the build's compiled code
+        # (init/precompiled.py): nothing was compiled on the way to READY.
+        found = re.search(r"precompiled code: (\d+) texts found, (\d+) compiled", init.log())
+        assert found and int(found[1]) > 100 and found[2] == "0", init.log()
         channel, stub = _stub(f"unix:{path}")
         with channel:
             assert stub.Health(one_pb2.Empty(), timeout=CALL_TIMEOUT).version == VERSION
