@@ -75,11 +75,19 @@ def _in_tree(root: Path, *, skip: Path | None = None) -> dict[str, tuple[str, st
     return found
 
 
-def _compressor(image: Path) -> int:
+def _superblock(image: Path) -> bytes:
     with image.open("rb") as f:
         header = f.read(22)
     assert header[:4] == b"hsqs"
-    return int(struct.unpack_from("<H", header, 20)[0])
+    return header
+
+
+def _compressor(image: Path) -> int:
+    return int(struct.unpack_from("<H", _superblock(image), 20)[0])
+
+
+def _fragments(image: Path) -> int:
+    return int(struct.unpack_from("<I", _superblock(image), 16)[0])
 
 
 def _cpio_names(archive: Path) -> dict[str, int]:
@@ -140,6 +148,8 @@ def test_the_images_are_the_tree_usr_and_usr_lazy(built: Built) -> None:
     assert _listing(lazy) == _in_tree(tree / initramfs.LAZY)
     assert _compressor(image) == SQUASHFS_ZSTD
     assert _compressor(lazy) == SQUASHFS_XZ
+    # A mount of an image with fragments pins a cache of three blocks for them (384 KiB).
+    assert (_fragments(image), _fragments(lazy)) == (0, 0)
 
 
 # What the boot reads before READY, by tree path (a pattern for the interpreter's version).
