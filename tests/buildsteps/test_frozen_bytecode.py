@@ -3,6 +3,7 @@ module archive compresses worst, see onebuild/freeze.py)."""
 
 from __future__ import annotations
 
+import zipfile
 from types import CodeType
 
 import pytest
@@ -38,3 +39,15 @@ def test_frozen_code_has_line_numbers_but_no_column_ranges() -> None:
     assert lines and max(lines) > 100  # real line numbers, not a stripped table
     columns = {(start, end) for code in codes for _, _, start, end in code.co_positions()}
     assert columns == {(None, None)}
+
+
+def test_base_library_has_only_the_encodings_the_init_may_use() -> None:
+    """The encodings the zip holds are freeze.ENCODINGS: the boot reads the zip's directory
+    before its first import, and each codec more is an entry more."""
+    base = freeze.ONEDIR / "_internal" / "base_library.zip"
+    if not base.exists():
+        pytest.fail(f"{base} missing: run `doit init` first")
+    with zipfile.ZipFile(base) as z:
+        encodings = {name.split("/")[1].removesuffix(".pyc") for name in z.namelist()
+                     if name.startswith("encodings/")}
+    assert encodings == {"__init__", *freeze.ENCODINGS}
