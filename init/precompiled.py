@@ -70,9 +70,11 @@ class Table:
         code_end = text_end + int.from_bytes(self._data[at + 4:at + 8], "little")
         if self._data[at + 8:text_end] != text:
             return None
-        code = marshal.loads(self._data[text_end:code_end])
-        assert isinstance(code, CodeType)
-        return code
+        try:
+            code = marshal.loads(self._data[text_end:code_end])
+        except (ValueError, EOFError, TypeError):
+            return None  # a damaged entry: the text is compiled instead
+        return code if isinstance(code, CodeType) else None
 
     @classmethod
     def pack(cls, entries: Iterable[tuple[str, str]]) -> bytes:

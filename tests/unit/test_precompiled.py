@@ -93,6 +93,16 @@ def test_a_text_is_never_given_the_code_of_another(table: precompiled.Table) -> 
     assert code is not None and eval(code)() == 1
 
 
+def test_a_damaged_entry_is_compiled_instead() -> None:
+    index, blob = marshal.loads(zlib.decompress(precompiled.Table.pack([("eval", "lambda: 1")])))
+    code_at = len(blob) - len(marshal.dumps(precompiled.compile_text("eval", "lambda: 1")))
+    for damaged in (blob[:code_at] + b"\xff" * (len(blob) - code_at),  # not marshal data
+                    blob[:code_at] + marshal.dumps(42)[:len(blob) - code_at].ljust(
+                        len(blob) - code_at, b"\0"),  # marshal data, not code
+                    blob[:code_at + 3]):  # cut short
+        assert precompiled.Table(index, damaged).code("eval", "lambda: 1") is None
+
+
 @pytest.mark.parametrize("raw", [b"", b"not zlib", zlib.compress(marshal.dumps([1, 2]))])
 def test_a_damaged_table_is_refused(raw: bytes) -> None:
     with pytest.raises((ValueError, EOFError, TypeError, zlib.error)):
