@@ -1,7 +1,8 @@
 """Boot benchmark: our init against a busybox-static /init on the same kernel, in the same run.
 
 Prints and writes target/bench/boot.json: qemu start -> first init line and -> ready (median of
-N boots, TCG, virtio-rng), the ratio to the baseline, memory at ready, and the UKI's make-up.
+N boots, the contenders booted in turn, TCG, virtio-rng), the ratio to the baseline, memory at
+ready, and the UKI's make-up.
 Not a test: figures depend on the machine; only the ratios are comparable across machines.
 """
 
@@ -159,20 +160,20 @@ def main() -> None:
                                                          boot="uefi", memory_mib=args.memory),
         }
         for name, make in configs.items():
-            for who, initrd, uki_file, marks in (
-                    ("baseline", base_initrd, base_uki, BASELINE),
-                    ("ours", T / "initramfs.cpio.gz", T / "mvirt-one.efi", OURS)):
-                runs = [boot_once(make(initrd, uki_file), marks, work / f"{name}-{who}-{i}",
-                                  end="powerdown" if who == "ours" else "exits")
-                        for i in range(args.n)]
-                results[f"{name}_{who}"] = median_of(runs)
-                print(name, who, results[f"{name}_{who}"], flush=True)
+            # (label, spec, console marks, how it ends); booted in turn, one of each per round,
+            # so the machine's drift over the minutes of a run (±0.3 s under TCG) falls on all.
+            contenders = [
+                ("baseline", make(base_initrd, base_uki), BASELINE, "exits"),
+                ("ours", make(T / "initramfs.cpio.gz", T / "mvirt-one.efi"), OURS, "powerdown")]
             if name == "direct_microvm":
-                runs = [boot_once(make(static_initrd, None), STATIC,
-                                  work / f"{name}-static-{i}", end="kill")
-                        for i in range(args.n)]
-                results[f"{name}_static_elf"] = median_of(runs)
-                print(name, "static ELF", results[f"{name}_static_elf"], flush=True)
+                contenders.append(("static_elf", make(static_initrd, None), STATIC, "kill"))
+            runs: dict[str, list[dict[str, float]]] = {who: [] for who, *_ in contenders}
+            for i in range(args.n):
+                for who, spec, marks, end in contenders:
+                    runs[who].append(boot_once(spec, marks, work / f"{name}-{who}-{i}", end=end))
+            for who in runs:
+                results[f"{name}_{who}"] = median_of(runs[who])
+                print(name, who, results[f"{name}_{who}"], flush=True)
             ours = results[f"{name}_ours"]
             base = results[f"{name}_baseline"]
             assert isinstance(ours, dict) and isinstance(base, dict)
