@@ -34,8 +34,8 @@ TABLE_NAME = "precompiled.marshal"
 # Module -> the builtin it calls on generated source text, and the compile mode that needs.
 SHADOWED: tuple[tuple[ModuleType, str], ...] = ((dataclasses, "exec"), (collections, "eval"))
 
-# What replaces the builtin: (mode, the builtin, its arguments) -> its result
-Runner = Callable[[str, Callable[..., Any], tuple[Any, ...]], Any]
+# What the shadowed `exec`/`eval` run for a text: (mode, source) -> its code
+CodeFor = Callable[[str, str], CodeType]
 
 
 def compile_text(mode: str, source: str) -> CodeType:
@@ -112,18 +112,23 @@ class Counts:
 COUNTS = Counts()
 
 
-_installed: list[Table] = []
-
-
-def shadow(runner: Runner) -> None:
-    """Route the shadowed modules' `exec`/`eval` through `runner`."""
+def shadow(code_for: CodeFor) -> None:
+    """Make the shadowed modules' `exec`/`eval` run `code_for`'s code for a source text (what
+    they are given otherwise goes to the builtin as is)."""
     for module, name in SHADOWED:
         builtin = getattr(builtins, name)
 
-        def call(*args: Any, _name: str = name, _builtin: Callable[..., Any] = builtin) -> Any:
-            return runner(_name, _builtin, args)
+        def call(source: Any, *rest: Any, _mode: str = name,
+                 _builtin: Callable[..., Any] = builtin) -> Any:
+            if isinstance(source, str):
+                source = code_for(_mode, source)
+            return _builtin(source, *rest)
 
         setattr(module, name, call)
+
+
+def shadowed() -> bool:
+    return any(name in vars(module) for module, name in SHADOWED)
 
 
 def unshadow() -> None:
@@ -132,21 +137,15 @@ def unshadow() -> None:
 
 
 def install(table: Table) -> None:
-    _installed[:] = [table]
-
-    def run(mode: str, builtin: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        source, *rest = args
-        if not isinstance(source, str):
-            return builtin(source, *rest)
+    def code_for(mode: str, source: str) -> CodeType:
         code = table.code(mode, source)
         if code is None:
             COUNTS.missed.append(source.strip().splitlines()[-2 if mode == "exec" else 0])
-            code = compile_text(mode, source)
-        else:
-            COUNTS.used += 1
-        return builtin(code, *rest)
+            return compile_text(mode, source)
+        COUNTS.used += 1
+        return code
 
-    shadow(run)
+    shadow(code_for)
 
 
 def install_bundled() -> None:
@@ -165,8 +164,7 @@ def install_bundled() -> None:
 
 def finish() -> None:
     """The boot is over: drop the table (the code in use stays with its functions)."""
-    if _installed:
+    if shadowed():
         LOG.debug("precompiled code: %d texts found, %d compiled at run time%s",
                   COUNTS.used, len(COUNTS.missed), "".join(f"\n  {t}" for t in COUNTS.missed))
         unshadow()
-        _installed.clear()

@@ -10,9 +10,9 @@ source tree stays as it was.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import CodeType
 
 # Nothing more at the top: the child records what the frozen init makes after importing
 # init.precompiled, so it must not have imported more than that when it starts recording (a
@@ -51,12 +51,9 @@ def _record(out: Path, modules: Sequence[str]) -> None:
         raise SystemExit(f"run with -{'O' * OPTIMIZE}: the table must match the frozen init")
     seen: dict[tuple[str, str], None] = {}
 
-    def record(mode: str, builtin: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        source, *rest = args
-        if not isinstance(source, str):
-            return builtin(source, *rest)
+    def record(mode: str, source: str) -> CodeType:
         seen[(mode, source)] = None
-        return builtin(precompiled.compile_text(mode, source), *rest)
+        return precompiled.compile_text(mode, source)
 
     precompiled.shadow(record)
     for module in modules:
