@@ -37,12 +37,17 @@ def _config(tmp_path: Path, listen: str) -> Config:
                            shutdown_grace=7.0, hooks_dir=tmp_path / "no-hooks")
 
 
-async def _serve_and_shut_down(init: Init, sock: Path, timeout_seconds: int) -> None:
+async def _serving(init: Init, sock: Path) -> asyncio.Task[None]:
     serving = asyncio.create_task(init.serve())
     for _ in range(200):  # the socket appears once the api phase is done
         if sock.exists():
             break
         await asyncio.sleep(0.05)
+    return serving
+
+
+async def _serve_and_shut_down(init: Init, sock: Path, timeout_seconds: int) -> None:
+    serving = await _serving(init, sock)
     channel = Channel(path=str(sock))
     try:
         stub = one_grpc.OneServiceStub(channel)
@@ -94,11 +99,7 @@ def test_the_collector_is_back_on_once_the_init_serves(tmp_path: Path) -> None:
         init = Init(_config(tmp_path, f"unix:{sock}"), Reaper(), RecordingPods())
 
         async def serve_and_look() -> tuple[bool, int]:
-            serving = asyncio.create_task(init.serve())
-            for _ in range(200):
-                if sock.exists():
-                    break
-                await asyncio.sleep(0.05)
+            serving = await _serving(init, sock)
             seen = (gc.isenabled(), gc.get_freeze_count())
             init.request_shutdown("test")
             await asyncio.wait_for(serving, 30)
