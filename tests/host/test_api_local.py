@@ -205,6 +205,9 @@ def test_frozen_init_serves_the_api(tmp_path: Path) -> None:
         # (init/precompiled.py): nothing was compiled on the way to READY.
         found = re.search(r"precompiled code: (\d+) texts found, (\d+) compiled", init.log())
         assert found and int(found[1]) > 100 and found[2] == "0", init.log()
+        # And most patterns the imports compile came from it (a few are made from run-time text).
+        found = re.search(r"regular expressions: (\d+) found, (\d+) compiled", init.log())
+        assert found and int(found[1]) > 20 and int(found[2]) < int(found[1]), init.log()
         channel, stub = _stub(f"unix:{path}")
         with channel:
             assert stub.Health(one_pb2.Empty(), timeout=CALL_TIMEOUT).version == VERSION
