@@ -20,9 +20,12 @@ import grpc
 from onectl.errors import ConnectError, Exit, OnectlError
 from onectl.relay import HybridVsockRelay
 from onectl.settings import Settings
-from oneproto import one_pb2_grpc
+from oneproto import one_pb2, one_pb2_grpc
 
 T = TypeVar("T")
+
+# How long a server that is up takes to answer Health, asked after a call failed UNAVAILABLE.
+PROBE_TIMEOUT = 2.0
 
 _CHANNEL_OPTIONS = [
     # Never route through an http_proxy from the environment: the init is local or in our VM.
@@ -90,6 +93,10 @@ class Client:
                 grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             # grpcio only saw a closed stream; the relay knows what really went wrong.
             return ConnectError(f"cannot connect to {address}: {relay_error}")
+        if code == grpc.StatusCode.UNAVAILABLE and self._answers():
+            # The server is up and sent the status itself: what is unavailable is something it
+            # needs (a registry it pulls from), not the server.
+            return OnectlError(f"{address}: {code.name}: {details}", Exit.SERVER_ERROR)
         if code == grpc.StatusCode.UNAVAILABLE:
             # grpcio's wording; what follows "last error:" is the useful part.
             details = details.removeprefix("failed to connect to all addresses; last error: ")
@@ -98,6 +105,16 @@ class Client:
             return ConnectError(f"cannot connect to {address}: no answer within "
                                 f"{self.settings.timeout:g}s")
         return OnectlError(f"{address}: {code.name}: {details}", Exit.SERVER_ERROR)
+
+    def _answers(self) -> bool:
+        """Whether the server answers Health now. grpcio reports an UNAVAILABLE the server sent
+        as it does a connection it could not make or lost: neither its error text nor its
+        metadata tell them apart."""
+        try:
+            self.stub.Health(one_pb2.Empty(), timeout=PROBE_TIMEOUT)
+        except grpc.RpcError as e:
+            return e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        return True
 
     def close(self) -> None:
         self.channel.close()

@@ -1,11 +1,12 @@
 """Exit codes scripts can rely on, and the one error type every command raises.
 
   0    success
-  1    the server answered with a gRPC error (NOT_FOUND, FAILED_PRECONDITION, ...), a call timed
-       out, or `health` reported healthy=false
+  1    the server answered with a gRPC error (NOT_FOUND, FAILED_PRECONDITION, an UNAVAILABLE of
+       its own such as a registry it cannot reach, ...), a call timed out, or `health` reported
+       healthy=false
   2    usage error (bad arguments or address), as argparse does it
   3    cannot reach the server: connect failed, hybrid-vsock handshake refused or garbled,
-       connection lost (gRPC UNAVAILABLE)
+       connection lost (gRPC UNAVAILABLE, and Health unanswered after it)
   4    local failure: a missing host tool, a VM that did not boot or did not signal READY
   130  interrupted (Ctrl-C) before the command finished
 """

@@ -129,6 +129,17 @@ def test_grpc_error_from_the_server_exits_1(init: FakeInit) -> None:
     assert r.out == ""
 
 
+def test_unavailable_sent_by_the_server_is_its_answer_and_exits_1(init: FakeInit) -> None:
+    # An init that cannot reach a registry says UNAVAILABLE itself: the init was reached.
+    init.service.error = (Status.UNAVAILABLE, "registry r.example: connection refused")
+    init.service.health_fails = False
+    r = onectl("-a", f"unix:{init.path}", "netinfo")
+    assert r.code == 1
+    assert_one_line_error(r, f"unix:{init.path}: UNAVAILABLE: registry r.example: "
+                             "connection refused")
+    assert "cannot connect" not in r.err
+
+
 def test_over_hybrid_vsock(vsock: FakeHybridVsock, init: FakeInit) -> None:
     r = onectl("-a", f"vsock-uds:{vsock.path}", "-o", "json", "health")
     assert r.code == 0, r.err

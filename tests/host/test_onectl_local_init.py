@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -84,3 +85,16 @@ def test_shutdown_ends_local_mode_then_connect_fails(init: LocalInit) -> None:
     assert r.returncode == 3
     assert r.stderr.startswith(f"onectl: cannot connect to {init.address}")
     assert r.stderr.count("\n") == 1
+
+
+def test_a_registry_it_cannot_reach_is_the_inits_answer(init: LocalInit) -> None:
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = onectl("-a", init.address, "pull", f"127.0.0.1:{port}/absent:1")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith(f"onectl: {init.address}: UNAVAILABLE: "), r.stderr
+    assert f"127.0.0.1:{port}" in r.stderr
+    assert r.stderr.count("\n") == 1
+    r = onectl("-a", init.address, "health")  # and the init is still there
+    assert r.returncode == 0, r.stderr

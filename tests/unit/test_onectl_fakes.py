@@ -30,6 +30,7 @@ class FakeInitService(OneServiceBase):
     def __init__(self) -> None:
         self.healthy = True
         self.error: tuple[Status, str] | None = None  # answer every call with this
+        self.health_fails = True  # Health too
         self.shutdowns: list[int] = []
         self.health_calls = 0
 
@@ -40,7 +41,8 @@ class FakeInitService(OneServiceBase):
     async def Health(self, stream: Stream[one_pb2.Empty, one_pb2.HealthResponse]) -> None:
         await stream.recv_message()
         self.health_calls += 1
-        self._maybe_fail()
+        if self.health_fails:
+            self._maybe_fail()
         await stream.send_message(one_pb2.HealthResponse(
             healthy=self.healthy, version="0.0.0-fake", running_pods=0, running_containers=0))
 
