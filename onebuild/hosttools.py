@@ -29,7 +29,6 @@ DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 # Set to a mirror URL (e.g. the one in your sources.list) where debian.sources does not exist.
 MIRROR_ENV = "MVIRT_ONE_DEBIAN_MIRROR"
 
-OVMF_FD = Path("/usr/share/ovmf/OVMF.fd")
 VSOCK_PACKAGE = "vhost-device-vsock"
 
 
@@ -250,10 +249,3 @@ def vhost_device_vsock() -> Path:
     if on_path:
         return Path(on_path)
     return fetch_vhost_device_vsock()
-
-
-def ovmf_firmware() -> Path:
-    """The UEFI firmware qemu boots the UKI with."""
-    if not OVMF_FD.is_file():
-        raise BuildError(f"{OVMF_FD} not found: install the firmware with `apt-get install ovmf`")
-    return OVMF_FD

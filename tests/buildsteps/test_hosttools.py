@@ -74,17 +74,6 @@ def test_private_apt_reads_no_system_sources(tmp_path: Path) -> None:
     assert apt.sources_list.read_text() == "deb-src [x] http://mirror.example/debian sid main\n"
 
 
-def test_ovmf_firmware() -> None:
-    firmware = hosttools.ovmf_firmware()
-    assert firmware.is_file() and firmware.stat().st_size > 1_000_000
-
-
-def test_missing_ovmf_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hosttools, "OVMF_FD", tmp_path / "OVMF.fd")
-    with pytest.raises(BuildError, match="apt-get install ovmf"):
-        hosttools.ovmf_firmware()
-
-
 @pytest.mark.host
 def test_vhost_device_vsock_is_fetched_and_runs() -> None:
     binary = hosttools.fetch_vhost_device_vsock()
