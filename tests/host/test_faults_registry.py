@@ -1,9 +1,12 @@
 """Registry faults in local mode: the registry dies mid-blob and comes back (the pull resumes and
 completes), or stays away (the pull fails with UNAVAILABLE in bounded time, nothing is left
-half-made, and a later pull works). The init stays healthy and its memory flat."""
+half-made, and a later pull works). The init stays healthy and its memory flat. A registry name
+whose DNS server never answers does not hold the init's shutdown."""
 
 from __future__ import annotations
 
+import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +19,7 @@ from oneproto import one_pb2
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.images.relay import Relay
-from tests.fixtures.local import LocalInit
+from tests.fixtures.local import SOURCE_INIT, LocalInit
 
 pytestmark = pytest.mark.host
 
@@ -104,3 +107,46 @@ def test_registry_that_stays_away_fails_the_pull_cleanly(init: LocalInit, tmp_pa
         assert again[-1].image.digest == big_image.digest
         assert stub.Health(one_pb2.Empty(), timeout=10).healthy
     relay.die()
+
+
+# A loopback address of its own for a DNS server that reads queries and answers none.
+SILENT_DNS = "127.83.91.7"
+DNS_WAIT = 20  # s: how long the resolver waits for it (resolv.conf's timeout, one attempt)
+
+
+def test_shutdown_does_not_wait_for_a_dns_server_that_never_answers(tmp_path: Path) -> None:
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"nameserver {SILENT_DNS}\noptions timeout:{DNS_WAIT} attempts:1\n")
+    # The init sees that resolv.conf alone, in a mount namespace of its own.
+    argv = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            f'mount --bind {resolv} /etc/resolv.conf && exec "$0" "$@"', *SOURCE_INIT]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dns:
+        dns.bind((SILENT_DNS, 53))
+        dns.settimeout(60)
+        init = LocalInit(tmp_path, f"unix:{tmp_path / 'api.sock'}", argv)
+        errors: list[grpc.RpcError] = []
+        try:
+            with init.client() as stub:
+                def pull() -> None:
+                    try:
+                        list(stub.PullImage(one_pb2.PullImageRequest(
+                            reference="registry.mvirt-one.test/never:1"), timeout=120))
+                    except grpc.RpcError as e:
+                        errors.append(e)
+
+                puller = threading.Thread(target=pull)
+                puller.start()
+                query, _ = dns.recvfrom(512)  # the pull waits for the resolver now
+                assert b"mvirt-one" in query
+                began = time.monotonic()
+                init.proc.send_signal(signal.SIGTERM)
+                rc = init.proc.wait(timeout=DNS_WAIT + 30)
+                stopped = time.monotonic() - began
+                puller.join(30)
+        finally:
+            init.stop()
+    assert rc == 0, init.log()
+    assert stopped < DNS_WAIT / 2, f"stopped {stopped:.1f} s after SIGTERM:\n{init.log()}"
+    # The pull's own error or the connection closing under it: the API stops with the init.
+    assert errors and errors[0].code() == grpc.StatusCode.UNAVAILABLE, errors
+    assert "Traceback" not in init.log(), init.log()

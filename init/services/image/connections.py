@@ -5,7 +5,8 @@ To stop pulls at once (the init shutting down), `Cancel.cancel` shuts down every
 the blocked call returns with an error and the client, seeing the cancellation, stops instead of
 retrying. Each socket is reached through a duplicate of its descriptor taken before it connects:
 the duplicate stays valid whatever the HTTP layer does with the original (wraps it in TLS, closes
-it) and is closed when the connection is replaced or dropped.
+it) and is closed when the connection is replaced or dropped. No socket of ours stands for a
+name being resolved: getaddrinfo runs in a thread of its own that the pull stops waiting for.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import socket
 import threading
 from collections.abc import Callable
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from init.services.image.errors import PullCancelled
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     import ssl
 
 Key = tuple[str, str]  # (scheme, host[:port])
+T = TypeVar("T")
 
 
 class Cancel:
@@ -33,6 +35,7 @@ class Cancel:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._watched: set[socket.socket] = set()
+        self._waits: set[threading.Event] = set()  # of `apart` calls, set by `cancel`
 
     @property
     def cancelled(self) -> bool:
@@ -44,6 +47,39 @@ class Cancel:
             for guard in self._watched:
                 with suppress(OSError):
                     guard.shutdown(socket.SHUT_RDWR)
+            for wait in self._waits:
+                wait.set()
+
+    def apart(self, call: Callable[[], T]) -> T:
+        """`call()` in a daemon thread of its own, waited for until the pulls are cancelled: for
+        a blocking call no socket of ours interrupts, such as getaddrinfo (a DNS server that
+        never answers holds it for resolv.conf's timeout times its attempts). Cancelled, the caller
+        gets PullCancelled at once and the call ends alone; nothing waits for its thread."""
+        done = threading.Event()
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                outcome.append(call())
+            except BaseException as e:  # handed to the caller
+                failure.append(e)
+            finally:
+                done.set()
+
+        with self._lock:
+            self._waits.add(done)
+        try:
+            self.check()
+            threading.Thread(target=run, name="mvirt-one-apart", daemon=True).start()
+            done.wait()
+        finally:
+            with self._lock:
+                self._waits.discard(done)
+        self.check()
+        if failure:
+            raise failure[0]
+        return outcome[0]
 
     def check(self) -> None:
         if self._event.is_set():
@@ -102,8 +138,9 @@ class Connections:
         self._unguard(key)  # http.client reconnects after a closed connection
         self.cancel.check()
         error: OSError | None = None
-        for family, kind, proto, _, sockaddr in socket.getaddrinfo(*address,
-                                                                   type=socket.SOCK_STREAM):
+        found = self.cancel.apart(
+            functools.partial(socket.getaddrinfo, *address, type=socket.SOCK_STREAM))
+        for family, kind, proto, _, sockaddr in found:
             sock = socket.socket(family, kind, proto)
             try:
                 self._guards[key] = self.cancel.watch(sock)
