@@ -16,7 +16,7 @@ from init.api import listeners
 if TYPE_CHECKING:
     from grpclib.server import Server
 
-    from init.api.service import NetworkReader, ShutdownRequester
+    from init.api.service import NetworkReader, OneService, ShutdownRequester
     from init.services.image import ImageService
     from init.services.pod.service import PodService
 
@@ -26,8 +26,10 @@ LOG = logging.getLogger("mvirt-one")
 class ApiServer:
     """The running API: one listener, one grpclib Server."""
 
-    def __init__(self, server: Server, listener: listeners.Listener) -> None:
+    def __init__(self, server: Server, service: OneService,
+                 listener: listeners.Listener) -> None:
         self._server = server
+        self._service = service
         self.listener = listener
 
     @property
@@ -63,10 +65,14 @@ class ApiServer:
             listener.close()
             raise
         LOG.info("API listening on %s", listener.address)
-        return cls(server, listener)
+        return cls(server, service, listener)
 
     async def stop(self, timeout: float = 2.0) -> None:
-        """Stop accepting, cancel running calls, wait for them a bounded time, close the socket."""
+        """Let the calls that end by themselves at shutdown (cancelled pulls) answer, then stop
+        accepting, cancel running calls, wait for them a bounded time, close the socket."""
+        settling = self._service.settling()
+        if settling:
+            await asyncio.wait(settling, timeout=timeout)
         self._server.close()
         try:
             # Handlers get their CancelledError and a moment to end; a stuck one does not hold

@@ -7,7 +7,9 @@ traceback in the log, and never reaches the connection, the server or the event 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +103,13 @@ class OneService(one_service.OneServiceBase):
         self._request_shutdown = request_shutdown
         self._default_grace = default_grace
         self._network = network
+        # The tasks answering PullImage: cancelled at shutdown, a pull ends within moments, and
+        # its client should hear so before the connection closes.
+        self._pull_calls: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+    def settling(self) -> list[asyncio.Task[Any]]:
+        """The calls still running that end by themselves once the init shuts down."""
+        return [t for t in self._pull_calls if not t.done()]
 
     def __mapping__(self) -> dict[str, Handler]:
         return {path: handler._replace(func=guard(path.rsplit("/", 1)[-1], handler.func))
@@ -147,6 +156,9 @@ class OneService(one_service.OneServiceBase):
 
     async def PullImage(self, stream: Stream[one_msgs.PullImageRequest,
                                              one_msgs.PullImageProgress]) -> None:
+        task = asyncio.current_task()
+        if task is not None:  # grpclib's task for the call, which sends its status too
+            self._pull_calls.add(task)
         await images_api.pull(self._image_service(), stream)
 
     async def ListImages(self, stream: Stream[one_msgs.Empty, one_msgs.ListImagesResponse]) -> None:

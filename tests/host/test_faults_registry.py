@@ -147,6 +147,7 @@ def test_shutdown_does_not_wait_for_a_dns_server_that_never_answers(tmp_path: Pa
             init.stop()
     assert rc == 0, init.log()
     assert stopped < DNS_WAIT / 2, f"stopped {stopped:.1f} s after SIGTERM:\n{init.log()}"
-    # The pull's own error or the connection closing under it: the API stops with the init.
+    # The pull's own error reaches its client before the API closes.
     assert errors and errors[0].code() == grpc.StatusCode.UNAVAILABLE, errors
+    assert "pull cancelled: the init is shutting down" in (errors[0].details() or ""), errors
     assert "Traceback" not in init.log(), init.log()
