@@ -13,10 +13,13 @@ from init.services.image.errors import PullCancelled
 
 
 def test_the_calls_value_and_error_reach_the_caller() -> None:
+    def fails() -> None:
+        raise OSError("no such name")
+
     cancel = Cancel()
     assert cancel.apart(lambda: 42) == 42
     with pytest.raises(OSError, match="no such name"):
-        cancel.apart(lambda: (_ for _ in ()).throw(OSError("no such name")))
+        cancel.apart(fails)
 
 
 def test_cancelled_while_the_call_blocks_the_caller_goes_at_once() -> None:
