@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -54,11 +55,34 @@ def test_readme_configuration_table_is_the_settings_table() -> None:
         "`python -c 'from init import config; print(config.markdown_table())'`"
 
 
+# Every one.KEY the README documents, with a value that is not its default. Written out here,
+# not derived from SETTINGS, so that a key the reader drops, misnames or ignores is caught.
+NON_DEFAULT_VALUES = {
+    "port": "2000", "ready_port": "2001", "log": "debug", "runtime": "/usr/bin/runc",
+    "hostname": "pod-b", "grace": "3", "data_dir": "/data", "data_disk": "/dev/vdb",
+    "data_size": "1G", "dhcp_timeout": "7", "ip": "eth0:off", "dns": "192.0.2.53",
+    "search": "example.org", "insecure_registries": "reg.example:5000",
+    "registry_auth": "/etc/auth.json", "ca_file": "/etc/extra-ca.pem",
+}
+
+
 def test_every_known_key_and_flag_is_parsed_once() -> None:
     keys = [s.key for s in config.SETTINGS if s.key]
     flags = [s.flag for s in config.SETTINGS if s.flag]
     assert len(keys) == len(set(keys)) and len(flags) == len(set(flags))
-    assert set(config.KNOWN_KEYS) == set(keys)
+    assert sorted(config.KNOWN_KEYS) == sorted(NON_DEFAULT_VALUES)
+    # Each key, given on the command line, is known and lands in its own field.
+    line = " ".join(f"one.{k}={v}" for k, v in NON_DEFAULT_VALUES.items())
+    given = config.from_cmdline(line)
+    assert given.unknown == ()
+    plain = config.from_cmdline("")
+    changed = {f.name for f in dataclasses.fields(given)
+               if getattr(given, f.name) != getattr(plain, f.name)}
+    by_key = {s.key: s.field for s in config.SETTINGS if s.key}
+    assert changed == {by_key[k] for k in NON_DEFAULT_VALUES} | {"hostname_explicit"}
+    assert (given.listen, given.ready_port, given.log_level) == ("vsock:2000", 2001, "debug")
+    assert (given.shutdown_grace, given.net_wait, given.data_size) == (3.0, 7.0, "1G")
+    assert given.ca_files == (Path("/etc/extra-ca.pem"),)
     local = config.from_args(config.local_parser().parse_args(["--data-dir", "/tmp/x"]))
     assert local.hooks_dir == Path("/tmp/x/boot.d") and local.registry_auth is None
 
