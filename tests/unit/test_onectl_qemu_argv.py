@@ -3,6 +3,9 @@ the exact argv out, whatever the machine running the test has."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,9 +105,29 @@ def test_extra_arguments_come_last() -> None:
     assert argv(spec, TCG_HOST, qmp=QMP)[-2:] == ["-netdev", "hubport,id=n0,hubid=7"]
 
 
-def test_same_inputs_same_argv() -> None:
+USER_NET_ARGV = HEAD + [
+    "-smp", "1", "-m", "128M", "-accel", "tcg", "-M", "q35", "-bios", "/fw/OVMF.fd",
+    "-drive", "file=fat:rw:/run/vm/esp,format=raw,if=none,id=esp",
+    "-device", "ide-hd,drive=esp,bus=ide.0,bootindex=0", "-device", "virtio-rng-pci",
+    "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile="]
+
+
+def test_the_argv_does_not_depend_on_the_machine_running_it(tmp_path: Path) -> None:
+    """The same spec and host facts give the same argv in another process with another hash
+    seed, working directory, PATH and HOME: nothing is probed, nothing depends on set order."""
     spec = VmSpec(kernel=Path("/k/one.efi"), network="user")
-    assert argv(spec, TCG_HOST, qmp=QMP, esp=ESP) == argv(spec, TCG_HOST, qmp=QMP, esp=ESP)
+    assert argv(spec, TCG_HOST, qmp=QMP, esp=ESP) == USER_NET_ARGV
+    code = ("import json; from pathlib import Path; "
+            "from tests.unit.test_onectl_qemu_argv import ESP, QMP, TCG_HOST, VmSpec, argv; "
+            "print(json.dumps(argv(VmSpec(kernel=Path('/k/one.efi'), network='user'), "
+            "TCG_HOST, qmp=QMP, esp=ESP)))")
+    root = Path(__file__).resolve().parents[2]
+    for seed in ("1", "2"):
+        env = {"PYTHONHASHSEED": seed, "PYTHONPATH": str(root), "PATH": str(tmp_path),
+               "HOME": str(tmp_path)}
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, check=True).stdout
+        assert json.loads(out) == USER_NET_ARGV
 
 
 def test_probe_host_reads_the_real_host(monkeypatch: pytest.MonkeyPatch,
