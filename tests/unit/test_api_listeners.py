@@ -31,7 +31,17 @@ def test_stale_unix_socket_is_replaced(tmp_path: Path) -> None:
     old.bind(str(path))
     old.close()  # the file stays, nobody listens: what a killed init leaves behind
     listener = listeners.bind(f"unix:{path}")
-    listener.close()
+    try:
+        assert listener.address == f"unix:{path}"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        # The stale file refused connections; the path now reaches the new listener.
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(path))
+            accepted, _ = listener.sock.accept()
+            accepted.close()
+    finally:
+        listener.close()
+    assert not path.exists()
 
 
 def test_live_unix_socket_is_not_stolen(tmp_path: Path) -> None:
