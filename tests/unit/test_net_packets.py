@@ -125,9 +125,10 @@ def test_dnsmasq_reply() -> None:
     solicit = m.decode(fixture("dnsmasq-dhcp6-solicit"))
     reply = m.parse_reply(m.decode(fixture("dnsmasq-dhcp6-reply")))
     assert reply.client_id == solicit.get(m.OPT_CLIENTID)
-    assert [a.address for a in reply.bound_addresses] == ["2001:db8:77::120"] or all(
-        ipaddress.IPv6Address(a.address) in ipaddress.IPv6Network("2001:db8:77::/64")
-        for a in reply.bound_addresses)
+    # The address dnsmasq advertised, which the request asked for and the reply binds.
+    advertised = m.parse_reply(m.decode(fixture("dnsmasq-dhcp6-advertise")))
+    assert [a.address for a in advertised.bound_addresses] == ["2001:db8:77::107"]
+    assert [a.address for a in reply.bound_addresses] == ["2001:db8:77::107"]
     assert reply.bound_addresses and reply.bound_addresses[0].valid == 120
     assert reply.dns == ("2001:db8:77::53",)
     assert reply.domains == ("v6.example",)
