@@ -24,6 +24,9 @@ def argv(config: MachineConfig, *, vsock_socket: Path, console_log: Path | None,
             args += ["--cmdline", config.append]
     args += ["--cpus", f"boot={config.cpus}", "--memory", f"size={config.memory_mib}M",
              "--vsock", f"cid={config.cid},socket={vsock_socket}"]
+    if config.balloon:
+        # Free page reporting, as qemu_argv.BALLOON: size is mandatory, 0 never inflates.
+        args += ["--balloon", "size=0,free_page_reporting=on"]
     if config.data_disk is not None:
         args += ["--disk", f"path={config.data_disk}"]  # virtio-blk: the guest's /dev/vda
     if config.net != "none":

@@ -14,6 +14,12 @@ DATA_DISK_SERIAL = "mvirt-one-data"
 # Where the UKI sits in the ESP directory: the path firmware boots from a disk it has no boot
 # entry for.
 ESP_LOADER = Path("EFI/BOOT/BOOTX64.EFI")
+# Free page reporting (virtio-balloon, the guest kernel's CONFIG_PAGE_REPORTING): the guest reports
+# blocks of free memory (2 MiB and larger, a few seconds after they were freed) and qemu punches
+# them out of the memory backend, so the host gets back what a container allocated and freed, the
+# unpacked initrd and the firmware's boot memory. Without it every page the guest ever touched
+# stays on the host for the VM's life. The balloon itself stays empty (no target is ever set).
+BALLOON = ",free-page-reporting=on"
 
 
 @dataclass
@@ -33,6 +39,9 @@ class VmSpec:
     guestfwd: list[str] = field(default_factory=list)
     vhost_user_vsock: Path | None = None  # the vhost-device-vsock socket
     data_disk: Path | None = None  # a raw image (or block device) the guest sees as /dev/vda
+    # A virtio balloon that never inflates, for its free page reporting: the guest hands the
+    # pages it frees back to the host (BALLOON).
+    balloon: bool = False
     accel: Literal["auto", "tcg", "kvm"] = "auto"
     extra: list[str] = field(default_factory=list)
 
@@ -101,6 +110,8 @@ def argv(spec: VmSpec, host: Host, *, qmp: Path, esp: Path | None = None) -> lis
                  "-device", device("virtio-blk") + f",drive=d0,serial={DATA_DISK_SERIAL}"]
     if spec.rng:
         args += ["-device", device("virtio-rng")]
+    if spec.balloon:
+        args += ["-device", device("virtio-balloon") + BALLOON]
     if spec.network != "none":
         netdev = "user,id=n0"
         if spec.network == "restricted":

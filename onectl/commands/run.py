@@ -47,6 +47,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    "pods that outlive the VM; a missing one is created sparse and blank (SIZE "
                    f"like 2G or 512M, default {disk.human(disk.DEFAULT_SIZE)}; the guest formats "
                    "it), also with --print-cloud-hypervisor; an existing one is never resized")
+    p.add_argument("--no-balloon", dest="balloon", action="store_false",
+                   help="no virtio-balloon free page reporting: memory the guest frees stays "
+                   "on the host for the VM's life")
     p.add_argument("--cid", type=non_negative_int, default=3, help="guest vsock CID (default 3)")
     p.add_argument("--accel", choices=("auto", "tcg", "kvm"), default="auto",
                    help="auto: KVM only where kvm_intel/kvm_amd are loaded, else TCG")
@@ -79,7 +82,8 @@ def config_from(args: argparse.Namespace) -> MachineConfig:
                          initrd=args.initrd.absolute() if args.initrd else None,
                          append=args.append, memory_mib=args.memory, cpus=args.cpus,
                          net=args.net, cid=args.cid, accel=args.accel, console=args.console,
-                         data_disk=args.data_disk.path if args.data_disk else None)
+                         data_disk=args.data_disk.path if args.data_disk else None,
+                         balloon=args.balloon)
 
 
 class _Terminated(KeyboardInterrupt):

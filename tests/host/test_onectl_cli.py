@@ -214,8 +214,8 @@ def test_print_cloud_hypervisor_for_a_uki() -> None:
     assert r.out.split() == [
         "cloud-hypervisor", "--kernel", str(ROOT / "target/mvirt-one.efi"),
         "--cpus", "boot=1", "--memory", "size=128M", "--vsock", "cid=3,socket=/run/vm1/vm.vsock",
-        "--net", "tap=tap0", "--serial", "file=/run/vm1/console.log", "--console", "off",
-        "--rng", "src=/dev/urandom"]
+        "--balloon", "size=0,free_page_reporting=on", "--net", "tap=tap0",
+        "--serial", "file=/run/vm1/console.log", "--console", "off", "--rng", "src=/dev/urandom"]
 
 
 def test_print_cloud_hypervisor_for_direct_boot() -> None:
@@ -226,7 +226,8 @@ def test_print_cloud_hypervisor_for_direct_boot() -> None:
     assert r.out.strip() == (
         "cloud-hypervisor --kernel /k/bzImage --initramfs /k/initrd.gz "
         "--cmdline 'console=ttyS0 quiet' --cpus boot=2 --memory size=256M "
-        "--vsock cid=7,socket=/run/vm2/vm.vsock --serial tty --console off --rng src=/dev/urandom")
+        "--vsock cid=7,socket=/run/vm2/vm.vsock --balloon size=0,free_page_reporting=on "
+        "--serial tty --console off --rng src=/dev/urandom")
 
 
 def test_run_names_the_package_when_qemu_is_missing(tmp_path: Path) -> None:
