@@ -158,13 +158,16 @@ class Setting:
     shown: str | None = None  # the default as the README shows it, when str(default) is not it
 
 
+API_SOCKET = "api.sock"  # local mode's default API socket, in the data directory
 API_HELP = "API address: a vsock port in a VM, unix:PATH or tcp:HOST:PORT in local mode"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("listen", "port", None, _vsock_listen, "vsock:1024", API_HELP,
             metavar="N", shown="1024"),
+    # The API has no authentication: by default a unix socket only its owner may open (0600),
+    # never a TCP port every user and every container of the host can reach.
     Setting("listen", None, "--listen", _local_listen, None, API_HELP,
-            local_default="tcp:127.0.0.1:50051", metavar="ADDRESS"),
+            local_default=None, metavar="ADDRESS", shown="unix:DATA_DIR/api.sock"),
     Setting("ready_port", "ready_port", None, _port, 1025, "host vsock port told `READY\\n`",
             metavar="N"),
     Setting("log_level", "log", "--log-level", _log_level, "info",
@@ -332,6 +335,7 @@ def from_args(args: argparse.Namespace) -> Config:
         values[s.field] = value if texts or s.local_default is SAME else s.local_default
     data_dir: Path = values["data_dir"].resolve()
     return defaults("local", **{**values, "data_dir": data_dir,
+                                "listen": values["listen"] or f"unix:{data_dir / API_SOCKET}",
                                 "hooks_dir": values["hooks_dir"] or data_dir / "boot.d"})
 
 

@@ -106,6 +106,7 @@ BOOT_IMPORTS = (
     "init.services.pod.service",
     # The API is imported when it starts (init/api/server.py).
     "init.api.service",
+    "init.api.gate",
     "init.api.ready",
     "init.net.netinfo",
     "grpclib.server",

@@ -24,7 +24,7 @@ LOG = logging.getLogger("mvirt-one")
 
 
 class ApiServer:
-    """The running API: one listener, one grpclib Server."""
+    """The running API: one listener, one grpclib Server behind the gate (gate.py)."""
 
     def __init__(self, server: Server, service: OneService,
                  listener: listeners.Listener) -> None:
@@ -46,10 +46,9 @@ class ApiServer:
         try:
             # What these imports reach of OpenSSL waits for the first pull (init/openssl.py).
             with openssl.hidden():
-                from grpclib.server import Server
-
                 from init.api import limits
                 from init.api.codec import WireCodec
+                from init.api.gate import GatedServer
                 from init.api.service import OneService
                 from init.net import netinfo
 
@@ -59,7 +58,7 @@ class ApiServer:
                                  default_grace=default_grace, network=network or netinfo.read,
                                  images=images)
             limits.install()
-            server = Server([service], codec=WireCodec())
+            server = GatedServer([service], codec=WireCodec())
             await server.start(sock=listener.sock)
         except BaseException:
             listener.close()

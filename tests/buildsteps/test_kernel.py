@@ -549,14 +549,14 @@ def test_config_edit_is_folded_back_into_the_fragment(kernel_tree: Path, tmp_pat
     shutil.copyfile(kconfig.FRAGMENT_FILE, fragment)
     repo_fragment = kconfig.FRAGMENT_FILE.read_text()
     kconfig.configure(kernel_tree, objdir, fragment)
-    # VIRTIO_BALLOON is new: appended under the header. VETH is in the fragment: its line is
+    # VIRTIO_INPUT is new: appended under the header. VETH is in the fragment: its line is
     # rewritten in place. TMPFS off hides TMPFS_XATTR and TMPFS_POSIX_ACL, which it also names.
     edit = scripts_config(
-        kernel_tree, "--enable", "VIRTIO_BALLOON", "--disable", "VETH", "--disable", "TMPFS"
+        kernel_tree, "--enable", "VIRTIO_INPUT", "--disable", "VETH", "--disable", "TMPFS"
     )
     changes = menuconfig.apply_config_edit(kernel_tree, objdir, fragment, edit)
 
-    assert changes["CONFIG_VIRTIO_BALLOON"] == "y"
+    assert changes["CONFIG_VIRTIO_INPUT"] == "y"
     assert changes["CONFIG_VETH"] == "n"
     assert changes["CONFIG_TMPFS"] == "n"
     assert changes["CONFIG_TMPFS_XATTR"] == "n"
@@ -564,10 +564,10 @@ def test_config_edit_is_folded_back_into_the_fragment(kernel_tree: Path, tmp_pat
     text = fragment.read_text()
     assert "CONFIG_VETH=y" not in text and "# CONFIG_VETH is not set" in text
     assert text.index("# CONFIG_VETH is not set") < text.index(menuconfig.MENUCONFIG_HEADER)
-    assert text.index(menuconfig.MENUCONFIG_HEADER) < text.index("CONFIG_VIRTIO_BALLOON=y")
+    assert text.index(menuconfig.MENUCONFIG_HEADER) < text.index("CONFIG_VIRTIO_INPUT=y")
     # the folded fragment reproduces the edit on its own (as after distclean), with no drops
     got = kconfig.configure(kernel_tree, tmp_path / "fresh", fragment)
-    assert got["CONFIG_VIRTIO_BALLOON"] == "y"
+    assert got["CONFIG_VIRTIO_INPUT"] == "y"
     assert got.get("CONFIG_VETH", "n") == "n"
     assert got.get("CONFIG_TMPFS", "n") == "n"
     assert kconfig.FRAGMENT_FILE.read_text() == repo_fragment  # the repository's file untouched
