@@ -2,8 +2,9 @@
 registry, start, logs, exec, stop, delete, shutdown — at 128 MiB, with the shipped static crun.
 
 The guest reaches the loopback registry only through a qemu guestfwd under restrict=on (see
-test_image_vm.py). Booted directly (bzImage + the initramfs the UKI embeds) because the UKI's
-built-in command line cannot name the insecure test registry.
+test_image_vm.py). It boots the UKI under OVMF (boot="uefi"), as a user would, from a copy whose
+built-in command line also names the insecure test registry (uki_with_cmdline): the UKI takes no
+command line from outside.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ GUEST_REGISTRY = "10.0.2.100:5000"
 
 def test_pod_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
                        busybox_image: Pushed, machines: list[Machine]) -> None:
-    # The UKI's parts at 128 MiB, with a command line that names the insecure test registry.
+    # The UKI at 128 MiB under OVMF, its command line naming the insecure test registry.
     kernel = uki_with_cmdline(artifacts, f"one.insecure_registries={GUEST_REGISTRY}",
                               tmp_path / "one.efi")
     config = MachineConfig(
