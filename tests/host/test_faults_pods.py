@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -266,17 +267,32 @@ def test_big_files_are_handled_off_the_loop(env: Env, tmp_path: Path) -> None:
     slowest, size = slowest_health_during(env, tail)
     assert size == 64 << 20
     print(f"slowest Health: {slowest:.3f} s while a log tail was searched")
-    assert slowest < 0.5, f"Health took {slowest:.2f} s while a log tail was searched"
+    # Searching 64 MiB takes ~25 ms here, less than one Health call's jitter on a loaded host,
+    # so no bound tells a search on the loop from noise: this one only catches a stall, and is
+    # generous because a busy 2-core host delays a single call by a second or more.
+    assert slowest < 5.0, f"Health took {slowest:.2f} s while a log tail was searched"
 
-    leftover = tmp_path / "data" / "pods" / "heavy" / "junk"
-    leftover.mkdir(parents=True)
-    subprocess.run("seq 100000 | xargs touch", shell=True, cwd=leftover, check=True)
+    # Clearing 100,000 files is long enough to see: what the same clearing costs this process
+    # now (the baseline, under the same load) is what a Health call would wait if the init did
+    # it on its loop. Every Health meanwhile must answer in well under that.
+    def junk(where: Path) -> Path:
+        where.mkdir(parents=True)
+        subprocess.run("seq 100000 | xargs touch", shell=True, cwd=where, check=True)
+        return where
+
+    baseline = junk(tmp_path / "baseline-junk")
+    started = time.monotonic()
+    shutil.rmtree(baseline)
+    clearing = time.monotonic() - started
+    leftover = junk(tmp_path / "data" / "pods" / "heavy" / "junk")
     slowest, pod = slowest_health_during(env, lambda: env.stub.CreatePod(
         one_pb2.CreatePodRequest(id="heavy", containers=[ctr("c", env.image, "true")]),
         timeout=CALL))
     assert pod.state == one_pb2.POD_STATE_CREATED and not leftover.exists()
-    print(f"slowest Health: {slowest:.3f} s while a pod directory was cleared")
-    assert slowest < 0.5, f"Health took {slowest:.2f} s while a pod directory was cleared"
+    print(f"slowest Health: {slowest:.3f} s while a pod directory was cleared "
+          f"(clearing it takes {clearing:.3f} s)")
+    assert slowest < clearing * 0.75, \
+        f"Health took {slowest:.2f} s while a pod directory was cleared ({clearing:.2f} s)"
 
 
 def test_a_store_locked_by_another_process_does_not_stop_the_init(env: Env,
@@ -291,9 +307,13 @@ def test_a_store_locked_by_another_process_does_not_stop_the_init(env: Env,
         with ThreadPoolExecutor(1) as pool:
             create = pool.submit(env.stub.CreatePod, one_pb2.CreatePodRequest(
                 id="waits", containers=[ctr("c", env.image, "true")]), timeout=CALL)
+            # The lock is held until we let go: a loop stuck behind it would never answer, so
+            # each Health may take long (a loaded host is slow) but must answer.
             deadline = time.monotonic() + 2
-            while time.monotonic() < deadline:
-                assert env.stub.Health(one_pb2.Empty(), timeout=0.5).healthy
+            answered = 0
+            while time.monotonic() < deadline or answered < 3:
+                assert env.stub.Health(one_pb2.Empty(), timeout=CALL / 2).healthy
+                answered += 1
             assert not create.done()
             fcntl.flock(fd, fcntl.LOCK_UN)
             assert create.result().state == one_pb2.POD_STATE_CREATED
