@@ -86,10 +86,13 @@ def test_silent_server_times_out(short_tmp: Path) -> None:
 
 
 def test_missing_socket_fails_at_once(short_tmp: Path) -> None:
+    # "At once" means without retrying until the deadline: measured against the deadline (a
+    # minute), so that a loaded host's delays never count, and retrying would.
+    timeout = 60.0
     start = time.monotonic()
     with pytest.raises(ConnectError, match="no such socket"):
-        hybrid_vsock.connect(short_tmp / "absent.vsock", 1024, timeout=10)
-    assert time.monotonic() - start < 1
+        hybrid_vsock.connect(short_tmp / "absent.vsock", 1024, timeout=timeout)
+    assert time.monotonic() - start < timeout / 4
 
 
 def test_socket_nobody_serves_fails_at_once(short_tmp: Path) -> None:
