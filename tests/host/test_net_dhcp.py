@@ -230,7 +230,8 @@ def test_static_ip_parameter(link: peers.Link) -> None:
 
 
 def test_link_up_to_address_time_median_of_5(tmp_path: Path) -> None:
-    """Link up → address configured (the client measures it), dnsmasq, 5 fresh links."""
+    """Link up → address configured (the client measures it), dnsmasq, 5 fresh links; against
+    busybox udhcpc (link up → lease) on 5 fresh links of the same kind in the same run."""
     if os.geteuid() != 0:
         pytest.fail("network namespace tests need root")
     times: list[float] = []
@@ -246,11 +247,35 @@ def test_link_up_to_address_time_median_of_5(tmp_path: Path) -> None:
             finally:
                 client.stop()
                 server.stop()
-    median = statistics.median(times)
+    baseline = [_udhcpc_link_up_to_lease(tmp_path / f"udhcpc{n}") for n in range(5)]
+    median, base = statistics.median(times), statistics.median(baseline)
     out = ROOT / "target" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     (out / "net.json").write_text(json.dumps(
         {"link_up_to_address_s": {"median": median, "runs": times,
-                                  "server": "dnsmasq --no-ping", "host": socket.gethostname()}},
+                                  "server": "dnsmasq --no-ping", "host": socket.gethostname()},
+         "baseline": "busybox udhcpc, link up to lease, same links and server, same run",
+         "udhcpc_link_up_to_lease_s": {"median": base, "runs": baseline},
+         "ours_minus_udhcpc_s": median - base,
+         "ours_over_udhcpc": median / base},
         indent=1))
-    assert median < 2.0, times
+    print(f"link up → address: ours {median:.3f} s, udhcpc {base:.3f} s (medians of 5)")
+    # Load slows both alike; what must not happen is our client sitting out a retransmission
+    # timer (a lost or ignored first exchange: one second or more) that udhcpc did not need.
+    assert median < base + 1.0, (times, baseline)
+
+
+def _udhcpc_link_up_to_lease(workdir: Path) -> float:
+    """busybox udhcpc on a fresh link with dnsmasq: seconds from `ip link set up` to its lease
+    (-q: it exits once it has one; the script, /bin/true, configures nothing)."""
+    with peers.veth_pair(workdir) as link:
+        server, _ = peers.dnsmasq(link, ipv6=False)
+        try:
+            started = time.monotonic()
+            peers.run(["ip", "-n", link.client_ns, "link", "set", link.client_if, "up"])
+            subprocess.run(link.client(["busybox", "udhcpc", "-i", link.client_if, "-f", "-q",
+                                        "-n", "-t", "10", "-T", "1", "-s", "/bin/true"]),
+                           check=True, capture_output=True, timeout=60)
+            return time.monotonic() - started
+        finally:
+            server.stop()
