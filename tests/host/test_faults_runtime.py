@@ -135,12 +135,16 @@ def test_the_runtime_hanging(faulty: Faulty) -> None:
     started = time.monotonic()
     # The init answers all along; the call ends when the runtime is killed (after a minute).
     slowest, pod = slowest_health_during(env, lambda: env.stub.StartPod(
-        one_pb2.StartPodRequest(id="stuck"), timeout=120))
+        one_pb2.StartPodRequest(id="stuck"), timeout=240))
     took = time.monotonic() - started
     assert pod.state == one_pb2.POD_STATE_FAILED, pod
     assert "did not answer in 60 s: killed" in pod.error_message, pod
-    assert 55 < took < 90, took
-    assert slowest < 1.0, slowest
+    # Killed after its 60 s, not left for ever; load only adds to the 60 s, so the upper bound
+    # is generous (twice the timeout).
+    assert 55 < took < 120, took
+    # A loop waiting on the hung runtime would hold a Health call for the whole minute; a
+    # loaded host delays one by a second or two at most. A tenth of the hang tells them apart.
+    assert slowest < 6.0, slowest
     assert "sleep" not in children_of(env.init.proc.pid).values()  # the hung call is gone
     fake.behave()
     env.stub.DeletePod(one_pb2.DeletePodRequest(id="stuck", force=True), timeout=CALL)
