@@ -51,9 +51,10 @@ USR_LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "u
 OCI_RUNTIME_LINK = "usr/bin/oci-runtime"
 # Host programs the init runs, copied from Debian (their libraries follow through elfdeps):
 # tree path -> (host path, Debian package). mke2fs formats a blank data disk (`mke2fs -t ext4
-# -L LABEL -F DEVICE`) with Debian's defaults from mke2fs.conf.
+# -L LABEL DEVICE`) with Debian's defaults from mke2fs.conf; e2fsck checks one before its mount.
 HOST_FILES = {
     "usr/sbin/mke2fs": (Path("/sbin/mke2fs"), "e2fsprogs"),
+    "usr/sbin/e2fsck": (Path("/sbin/e2fsck"), "e2fsprogs"),
     "etc/mke2fs.conf": (Path("/etc/mke2fs.conf"), "e2fsprogs"),
 }
 HOST_LINKS = {"usr/sbin/mkfs.ext4": "mke2fs"}  # link -> target, as Debian has them
@@ -68,8 +69,9 @@ LAZY_FILES = (
     f"{INIT_DIR}/_internal/python3.*/lib-dynload/_hashlib.*.so",
     # The OCI runtime: run for the first pod (at boot only to clean up after an unclean stop).
     f"{runtime.INITRAMFS_BIN_DIR.lstrip('/')}/*",
-    # mke2fs and the libraries only it loads: run at boot only when a blank data disk is given.
+    # mke2fs, e2fsck and the libraries only they load: run at boot only with a data disk.
     "usr/sbin/mke2fs",
+    "usr/sbin/e2fsck",
     "usr/lib/x86_64-linux-gnu/libext2fs.so.*",
     "usr/lib/x86_64-linux-gnu/libe2p.so.*",
     "usr/lib/x86_64-linux-gnu/libcom_err.so.*",

@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +29,9 @@ from typing import Any, BinaryIO
 
 from init.services.image.errors import DigestMismatch
 from init.services.image.reference import check_digest, is_digest
+from init.system import fstree
+
+LOG = logging.getLogger("mvirt-one")
 
 
 class Store:
@@ -51,10 +54,15 @@ class Store:
         self._session = os.open(self.locks / "store", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self._session, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            for entry in self.tmp.iterdir():
-                _remove_tree(entry)
         except BlockingIOError:
             pass
+        else:
+            for entry in self.tmp.iterdir():
+                # A leftover that cannot go stays in tmp/ (named in the log): the store works.
+                try:
+                    fstree.remove_tree(entry)
+                except OSError as e:
+                    LOG.error("image store: cannot remove the leftover %s: %s", entry, e)
         fcntl.flock(self._session, fcntl.LOCK_SH)
 
     def close(self) -> None:
@@ -265,7 +273,7 @@ class Store:
             return
         doomed = self.new_tmp_dir("doomed-")
         os.replace(path, doomed / "x")
-        _remove_tree(doomed)
+        fstree.remove_tree(doomed)
 
 
 def _hex(digest: str) -> str:
@@ -280,16 +288,3 @@ def _blobs_of(meta: dict[str, Any]) -> set[str]:
     blobs.discard("")
     return blobs
 
-
-def _remove_tree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        # A rootfs may hold read-only directories: make them writable on the way (as a user).
-        def onerror(func: Any, p: str, exc: Any) -> None:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.dirname(p), 0o700)
-                func(p)
-
-        shutil.rmtree(path, onerror=onerror)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()

@@ -17,17 +17,16 @@ root. They are never followed on the host: here too they resolve inside the root
 
 Layers: gzip, zstd or plain tar (told by magic bytes, as Docker does), whiteouts `.wh.NAME` and
 opaque directories `.wh..wh..opq` against the layers below, hard links, symlinks, modes,
-ownership (when root), xattrs (where the file system allows), device nodes (skipped with a log
-when mknod is not permitted). The digest of the uncompressed stream is checked against the
-config's diff_id.
+ownership (when root), FIFOs, the extended attributes Docker keeps (XATTRS_KEPT, bounded).
+Device nodes are never made: a container's /dev is the runtime's, and a node an image ships (a
+0666 node of the data disk) would be a door past every pod. The digest of the uncompressed
+stream is checked against the config's diff_id.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import shutil
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
@@ -44,6 +43,7 @@ from init.services.image.tarstream import (
     decompressed,
     members,
 )
+from init.system import fstree
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -51,6 +51,17 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_SYMLINKS = 40  # as the kernel's ELOOP limit
 PATH_MAX = 4096
+# Components of a path: real trees stay far below (a deep node_modules is ~100); a tree of
+# thousands of one-letter levels fits in PATH_MAX and only costs whoever walks it.
+MAX_DEPTH = 512
+# Extended attributes, as Docker and containerd keep them: file capabilities and the user
+# namespace. trusted.* and the rest of security.* are the host's (trusted.overlay.* would steer
+# the overlay mounted over the rootfs), and tmpfs does not count them against its size: a layer
+# of 2.8 MB could ask for GiBs of kernel memory. Bytes per file (names and values) and per image.
+XATTRS_KEPT = ("security.capability", "user.")
+XATTR_FORBIDDEN = "trusted.overlay."
+MAX_XATTR_FILE = 64 << 10
+MAX_XATTR_IMAGE = 4 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -61,10 +72,14 @@ def _split(name: str, what: str) -> list[str]:
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise UnsafeLayer(f"{what} {name!r}: '..' in path")
+    if len(parts) > MAX_DEPTH:
+        raise UnsafeLayer(f"{what} {name[:64]!r}...: deeper than {MAX_DEPTH} levels")
     return parts
 
 
 def _check_length(name: str, what: str) -> None:
+    if "\0" in name:
+        raise UnsafeLayer(f"{what} {name[:64]!r}: a NUL byte in the name")
     # The kernel's PATH_MAX: no real path is longer, and walking one deeper than any real tree
     # only costs (removing such a tree recurses as deep).
     if len(name.encode("utf-8", "surrogateescape")) > PATH_MAX:
@@ -83,6 +98,7 @@ class LayerApplier:
         self._root_fd = os.open(root, _DIR_FLAGS)
         self.is_root = os.geteuid() == 0
         self.skipped_devices = 0
+        self.xattr_bytes = 0  # kept so far, over every layer of the image
         self._warned: set[str] = set()
         self._cached: tuple[tuple[str, ...], int] | None = None
 
@@ -173,7 +189,7 @@ class LayerApplier:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=dir_fd)
+            fstree.remove_tree(name, dir_fd=dir_fd)
         else:
             os.unlink(name, dir_fd=dir_fd)
 
@@ -195,13 +211,39 @@ class LayerApplier:
         except OSError as e:
             self._warn_once("chown", "layer: cannot set owners (%s); keeping ours", e.strerror)
 
-    def _xattrs(self, m: tarfile.TarInfo, fd: int) -> None:
-        for key, value in m.pax_headers.items():
+    def _kept_xattrs(self, m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+        kept: list[tuple[str, bytes]] = []
+        size = 0
+        for key, text in m.pax_headers.items():
             if not key.startswith("SCHILY.xattr."):
                 continue
             attr = key[len("SCHILY.xattr."):]
+            if attr.startswith(XATTR_FORBIDDEN):
+                raise UnsafeLayer(f"layer entry {m.name!r}: extended attribute {attr[:64]!r} "
+                                  "would steer the overlay")
+            if "\0" in attr:
+                raise UnsafeLayer(f"layer entry {m.name!r}: a NUL byte in an attribute name")
+            if not (attr == XATTRS_KEPT[0] or attr.startswith(XATTRS_KEPT[1])):
+                self._warn_once(f"xattr-dropped:{attr.split('.')[0]}",
+                                "layer: extended attribute %s (and others of its kind) not kept",
+                                attr[:64])
+                continue
+            value = text.encode("utf-8", "surrogateescape")
+            size += len(attr) + len(value)
+            if size > MAX_XATTR_FILE:
+                raise UnsafeLayer(f"layer entry {m.name!r}: more than {MAX_XATTR_FILE} bytes of "
+                                  "extended attributes")
+            kept.append((attr, value))
+        self.xattr_bytes += size
+        if self.xattr_bytes > MAX_XATTR_IMAGE:
+            raise UnsafeLayer(f"the image's extended attributes pass {MAX_XATTR_IMAGE >> 20} MiB "
+                              f"(at {m.name!r})")
+        return kept
+
+    def _xattrs(self, m: tarfile.TarInfo, fd: int) -> None:
+        for attr, value in self._kept_xattrs(m):
             try:
-                os.setxattr(fd, attr, value.encode("utf-8", "surrogateescape"))
+                os.setxattr(fd, attr, value)
             except OSError as e:
                 # tmpfs/ramfs refuse user.*, unprivileged users trusted.*: not fatal.
                 self._warn_once(f"xattr:{attr.split('.')[0]}", "layer: xattr %s not set (%s)",
@@ -287,8 +329,11 @@ class LayerApplier:
                 os.utime(base, ns=(self._mtime_ns(m),) * 2, dir_fd=dfd, follow_symlinks=False)
             elif m.islnk():
                 self._hardlink(m, base, dfd)
-            elif m.ischr() or m.isblk() or m.isfifo():
+            elif m.isfifo():
                 self._node(m, base, dfd)
+            elif m.ischr() or m.isblk():
+                self.skipped_devices += 1
+                LOG.info("layer: device node %s skipped", m.name)
             else:
                 LOG.warning("layer: %s: unsupported tar entry type %r skipped", m.name, m.type)
 
@@ -327,18 +372,10 @@ class LayerApplier:
                               "not exist in the rootfs") from None
 
     def _node(self, m: tarfile.TarInfo, base: str, dfd: int) -> None:
-        kind = stat.S_IFIFO if m.isfifo() else stat.S_IFCHR if m.ischr() else stat.S_IFBLK
-        try:
-            os.mknod(base, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=dfd)
-        except OSError as e:
-            if e.errno not in (errno.EPERM, errno.EACCES):
-                raise
-            self.skipped_devices += 1
-            LOG.info("layer: device %s skipped (%s)", m.name, e.strerror)
-            return
+        os.mkfifo(base, 0o600, dir_fd=dfd)
         self._chown(m, None, base, dfd)
-        # By name: the node was just made by us in a directory only we write to, and opening
-        # a device or FIFO to fchmod it could block.
+        # By name: the FIFO was just made by us in a directory only we write to, and opening
+        # it to fchmod it could block.
         os.chmod(base, m.mode & 0o7777, dir_fd=dfd)
         os.utime(base, ns=(self._mtime_ns(m),) * 2, dir_fd=dfd, follow_symlinks=False)
 

@@ -12,7 +12,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from init.system import libc
+from init.system import fstree, libc
 from init.system.mounts import fs_type
 
 LOG = logging.getLogger("mvirt-one")
@@ -25,7 +25,10 @@ def prepare(image_rootfs: Path, where: Path) -> tuple[Path, bool]:
     for d in (root, upper, work):
         d.mkdir(parents=True, exist_ok=True)
     try:
-        libc.mount("overlay", str(root), "overlay", 0,
+        # nodev: a device node in the image or made in the upper layer opens nothing (the
+        # container's /dev is the runtime's own tmpfs); nosuid changes nothing a container sees
+        # (noNewPrivileges already ignores set-id bits).
+        libc.mount("overlay", str(root), "overlay", libc.MS_NODEV | libc.MS_NOSUID,
                    f"lowerdir={image_rootfs},upperdir={upper},workdir={work}")
         return root, True
     except OSError as e:
@@ -45,7 +48,7 @@ def unmount(where: Path) -> None:
 def release(where: Path, mounted: bool) -> None:
     if mounted:
         unmount(where)
-    shutil.rmtree(where, ignore_errors=True)
+    fstree.remove_logged(where, LOG)
 
 
 def unmount_under(path: Path, mounts: str = "/proc/self/mounts") -> None:

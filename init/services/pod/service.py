@@ -24,6 +24,7 @@ from init.services.pod import ids, rootfs, spec
 from init.services.pod.errors import InvalidPod, PodExists, PodNotFound, WrongState
 from init.services.pod.model import Container, ContainerSpec, CState, Pod, PState, RunningCounts
 from init.services.task.runtime import Runtime, RuntimeError_
+from init.system import fstree
 from init.system.reaper import Reaper, clock
 
 if TYPE_CHECKING:
@@ -109,10 +110,7 @@ class PodService:
         def remove() -> None:
             rootfs.unmount_under(self.dir)
             for entry in [*_entries(self.runtime.root), *pods]:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+                fstree.remove_logged(entry, LOG)
 
         await asyncio.to_thread(remove)
         return len(pods)
@@ -214,7 +212,7 @@ class PodService:
     def _pod_dir(self, pod: Pod) -> dict[str, Path]:
         """A fresh directory for the pod with its /etc files (in a thread: removing what an
         earlier init left there can take a while)."""
-        shutil.rmtree(pod.dir, True)
+        fstree.remove_tree(pod.dir)
         pod.dir.mkdir(parents=True)
         hosts = pod.dir / "hosts"
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
@@ -413,5 +411,5 @@ class PodService:
                         LOG.warning("runtime delete %s: %s", c.runtime_id, e)
                 if c.dir.exists():
                     await asyncio.to_thread(rootfs.release, c.dir, c.overlay)
-            await asyncio.to_thread(shutil.rmtree, pod.dir, True)
+            await asyncio.to_thread(fstree.remove_logged, pod.dir, LOG)
             self.pods.pop(pod.id, None)

@@ -12,17 +12,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from init.services.pod import imagefiles
+from init.services.pod import imagefiles, seccomp
 from init.services.pod.errors import InvalidPod
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# Docker's default capability set: enough for ordinary services, nothing that administers the VM.
+# Docker's default capability set less two: enough for ordinary services, nothing that
+# administers the VM. Not CAP_MKNOD (a device node of the data disk is every pod's data) and not
+# CAP_NET_RAW (containers share the VM's network namespace: raw packets are forged router
+# advertisements and DHCP replies the init would believe; Docker dropped it for this reason).
 CAPABILITIES = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER",
     "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
     "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ]
+
+# Docker's default device rules: nothing but the harmless character devices, whatever nodes a
+# container finds or makes (major, minor; None is any minor).
+_DEVICES_ALLOWED = (
+    (1, 3),  # null
+    (1, 5),  # zero
+    (1, 7),  # full
+    (1, 8),  # random
+    (1, 9),  # urandom
+    (5, 0),  # tty
+    (5, 1),  # console
+    (5, 2),  # ptmx
+    (136, None),  # the container's own pts
+)
+DEVICES: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}] + [
+    {"allow": True, "type": "c", "major": major, "access": "rwm",
+     **({"minor": minor} if minor is not None else {})}
+    for major, minor in _DEVICES_ALLOWED]
 
 # Processes per container (threads count): far beyond a service's needs, far below the kernel's
 # pid_max, so one container cannot take every pid of the VM and leave the init none to spawn.
@@ -156,6 +177,7 @@ def config(proc: Process, *, rootfs: Path, hostname: str,
             "maskedPaths": MASKED,
             "readonlyPaths": READONLY,
             # A fork bomb stops at its own limit, short of the VM's process table.
-            "resources": {"pids": {"limit": PIDS_LIMIT}},
+            "resources": {"pids": {"limit": PIDS_LIMIT}, "devices": DEVICES},
+            "seccomp": seccomp.profile(caps),
         },
     }
