@@ -292,6 +292,12 @@ def _system_setup(cfg: Config) -> None:
     controllers = cgroups.enable_controllers()
     LOG.info("cgroup controllers: %s", " ".join(controllers) or "none")
     try:
+        if meminfo.set_reporting_order():
+            LOG.info("free page reporting: blocks of %d KiB",
+                     (4 << meminfo.REPORTING_ORDER))
+    except OSError as e:
+        LOG.error("free page reporting order: %s", e)
+    try:
         # Ctrl-Alt-Del then sends SIGINT to PID 1 instead of an immediate reboot.
         libc.reboot(libc.RB_DISABLE_CAD)
     except OSError as e:
