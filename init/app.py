@@ -74,12 +74,27 @@ class Init:
                           address=address, default_grace=self.cfg.shutdown_grace)
 
     def request_shutdown(self, reason: str, grace_seconds: float | None = None) -> None:
+        """Begin the way down (new work is refused from now on); asked again with a shorter
+        grace, the containers being stopped get the shorter one. Grace is capped at MAX_GRACE."""
+        from init.services.pod.service import MAX_GRACE
+
+        if grace_seconds is not None and grace_seconds > MAX_GRACE:
+            LOG.warning("shutdown grace %.0f s capped at %.0f s", grace_seconds, MAX_GRACE)
+            grace_seconds = MAX_GRACE
+        if self.pods is not None:
+            self.pods.close()
         if not self._shutdown.is_set():
             LOG.info("shutdown requested (%s)", reason)
             self.shutdown_reason = reason
             if grace_seconds is not None:
                 self.shutdown_grace = grace_seconds
             self._shutdown.set()
+        elif grace_seconds is not None and grace_seconds < self.shutdown_grace:
+            LOG.info("shutdown requested again (%s): grace %.0f s instead of %.0f s", reason,
+                     grace_seconds, self.shutdown_grace)
+            self.shutdown_grace = grace_seconds
+            if self.pods is not None:
+                self.pods.hurry(grace_seconds)
 
     def _start(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.ensure_future(coro)

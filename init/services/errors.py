@@ -17,3 +17,9 @@ class ServiceError(Exception):
         super().__init_subclass__(**kwargs)
         if status is not None:
             cls.grpc_status = status
+
+
+class ShuttingDown(ServiceError):
+    """New work (a pod, a start, an exec, a pull) after the way down began."""
+
+    grpc_status = "UNAVAILABLE"

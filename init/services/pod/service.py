@@ -17,9 +17,10 @@ import shutil
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from init.services.cancel import to_the_end
+from init.services.errors import ShuttingDown
 from init.services.pod import ids, rootfs, spec
 from init.services.pod.errors import InvalidPod, PodExists, PodNotFound, WrongState
 from init.services.pod.model import Container, ContainerSpec, CState, Pod, PState, RunningCounts
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from init.services.task.exec import ExecProcess
 
 LOG = logging.getLogger("mvirt-one")
+# The longest grace a container gets between SIGTERM and SIGKILL (StopPod, Shutdown): a client
+# asking for years would pin the VM's power-off.
+MAX_GRACE = 600.0
 
 # The pod's IP address: pods share the VM's network namespace, so it is the VM's.
 AddressLookup = Callable[[], Awaitable[str]]
@@ -63,6 +67,11 @@ class PodService:
         # its image under it (see _take_image).
         self.image_use = asyncio.Lock()
         self._undoing: set[asyncio.Task[None]] = set()  # abandoned creations being undone
+        self.closing = False  # the way down began: no new pod, start or exec
+        # When the containers being stopped get SIGKILL (loop time); a later, shorter grace
+        # moves it earlier and wakes the stops through `_kill_moved`.
+        self._kill_at: float | None = None
+        self._kill_moved = asyncio.Event()
 
     # --- what Health, Shutdown and RemoveImage ask ------------------------------------------
 
@@ -72,9 +81,28 @@ class PodService:
         pods = sum(1 for p in self.pods.values() if p.state == PState.RUNNING)
         return RunningCounts(pods, len(running))
 
+    def close(self) -> None:
+        """Refuse new work from now on: the way down began."""
+        self.closing = True
+
+    def _check_open(self) -> None:
+        if self.closing:
+            raise ShuttingDown("the init is shutting down: no new pods, starts or execs")
+
+    def hurry(self, grace_seconds: float) -> None:
+        """Containers being stopped get SIGKILL after `grace_seconds` from now, if that is
+        sooner than their grace (a later Shutdown with a shorter grace wins)."""
+        kill_at = asyncio.get_running_loop().time() + grace_seconds
+        if self._kill_at is None or kill_at < self._kill_at:
+            self._kill_at = kill_at
+            self._kill_moved.set()
+            self._kill_moved = asyncio.Event()
+
     async def stop_all(self, grace_seconds: float) -> None:
         """On the way down: stop everything, then drop the runtime's state and the overlay
         mounts (in local mode they would outlive us on the host); the logs stay on disk."""
+        self.close()
+        self.hurry(grace_seconds)
         if self._undoing:
             await asyncio.wait(self._undoing)
         pods = list(self.pods.values())
@@ -129,6 +157,7 @@ class PodService:
     # --- create ----------------------------------------------------------------------------
 
     async def create(self, pod_id: str, name: str, specs: Sequence[ContainerSpec]) -> Pod:
+        self._check_open()
         ids.check("pod", pod_id)
         if not specs:
             raise InvalidPod("a pod needs at least one container")
@@ -321,8 +350,10 @@ class PodService:
     # --- start / stop / delete ---------------------------------------------------------------
 
     async def start(self, pod_id: str) -> Pod:
+        self._check_open()
         pod = self.get(pod_id)
         async with pod.busy:
+            self._check_open()  # the way down may have begun while this waited
             if pod.state != PState.CREATED:
                 raise WrongState(f"pod {pod_id} is {pod.state.name}: only a CREATED pod starts")
             pod.started = True
@@ -347,6 +378,7 @@ class PodService:
         return pod
 
     async def stop(self, pod_id: str, grace: float) -> Pod:
+        grace = min(grace, MAX_GRACE)
         pod = self.get(pod_id)
         pod.stopping.set()
         await self._stop(pod, grace)
@@ -362,7 +394,7 @@ class PodService:
         for c in live:
             self._signal(c, "TERM" if c.state == CState.RUNNING and grace > 0 else "KILL")
         waits = [asyncio.ensure_future(c.exited.wait()) for c in live]
-        _, pending = await asyncio.wait(waits, timeout=grace if grace > 0 else None)
+        pending = await self._wait_until_killed(waits, grace)
         if pending:
             for c in live:
                 if not c.exited.is_set():
@@ -371,6 +403,27 @@ class PodService:
                     self._signal(c, "KILL")
             await asyncio.wait(pending)
         pod.started = True
+
+    async def _wait_until_killed(self, waits: Sequence[asyncio.Future[Any]],
+                                 grace: float) -> set[asyncio.Future[Any]]:
+        """Wait for the exits until `grace` has passed or the way down's kill time (which a
+        later Shutdown may move earlier) came; what is still pending then."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace if grace > 0 else None
+        pending: set[asyncio.Future[Any]] = set(waits)
+        while pending:
+            ends = [t for t in (end, self._kill_at) if t is not None]
+            timeout = max(min(ends) - loop.time(), 0.0) if ends else None
+            if timeout == 0.0:
+                break
+            moved = asyncio.ensure_future(self._kill_moved.wait())
+            try:
+                _, pending = await asyncio.wait(pending | {moved}, timeout=timeout,
+                                                return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                moved.cancel()
+            pending.discard(moved)
+        return pending
 
     def _signal(self, c: Container, name: str) -> None:
         # Straight to the process (we are its parent): no runtime call that could hang or fail
@@ -383,6 +436,7 @@ class PodService:
         """Start `command` in a RUNNING container; the caller owns (and closes) the process."""
         from init.services.task import exec as task_exec
 
+        self._check_open()
         c = self.get(pod_id).container(container_id)
         if c.state != CState.RUNNING:
             raise WrongState(f"container {c.id} is {c.state.name}: exec needs a RUNNING container")
