@@ -5,6 +5,13 @@ Boots the UKI under OVMF (the field route) with the guest reaching a loopback re
 guestfwd, pulls the fixture busybox image over the API, starts a pod of it (`sleep`), and reads
 the init's own figures from the console (`phase ready`, `image ... ready` and `pod ... RUNNING`
 lines: `rss ..., memory available ...`; older builds log only the first and the last).
+
+The baseline, booted in the same run: the same UKI with its initrd replaced by busybox alone
+(bench/boot.py's baseline guest), same VM (OVMF, q35, RAM, NIC), whose /init reads MemTotal and
+MemAvailable and powers off. `against_baseline` gives each stage of ours against it: memory used
+(MemTotal - MemAvailable) over the baseline's (`used_over_baseline`), MemAvailable over the
+baseline's (`available_ratio`), and the MiB our init, its data directory, the image and the pod
+take beyond what the kernel and a shell need (`cost_mib`).
 Writes target/bench/memory.json. `--uki` measures another build (an older UKI, for before/after).
 
     .venv/bin/python -m bench.memory [--uki target/mvirt-one.efi] [--memory 128]
@@ -13,6 +20,7 @@ Writes target/bench/memory.json. `--uki` measures another build (an older UKI, f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import subprocess
@@ -20,15 +28,24 @@ import sys
 import tempfile
 from pathlib import Path
 
-from onebuild import paths
+from bench.boot import busybox_initramfs
+from onebuild import inspect, paths
 from onebuild import uki as onebuild_uki
 from onectl.machine import Machine, MachineConfig
+from onectl.qemu import Vm
 from tests.fixtures.images import build
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.images.splice import guestfwd
 
 GUEST_REGISTRY = "10.0.2.100:5000"
 MEMORY = re.compile(r"rss ([\d.]+) MiB, memory available ([\d.]+) of ([\d.]+) MiB")
+BASELINE_INIT = """#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+echo "baseline init starting"
+echo "baseline ready:" $(/bin/busybox grep -E '^(MemTotal|MemAvailable):' /proc/meminfo)
+/bin/busybox poweroff -f
+"""
+BASELINE_MEMORY = re.compile(r"baseline ready: MemTotal: (\d+) kB MemAvailable: (\d+) kB")
 
 
 def _figures(line: str) -> dict[str, float]:
@@ -45,6 +62,44 @@ def _line(console: Path, pattern: str) -> str:
     raise SystemExit(f"no console line matching {pattern!r}")
 
 
+def _config(kernel: Path, memory_mib: int, registry: str) -> MachineConfig:
+    return MachineConfig(kernel=kernel, boot="uefi", memory_mib=memory_mib, accel="tcg",
+                         net="restricted", guestfwd=[guestfwd(GUEST_REGISTRY, registry)])
+
+
+def measure_baseline(uki: Path, memory_mib: int, work: Path) -> dict[str, float]:
+    """MemTotal and MemAvailable of busybox as /init in `uki` (its kernel and command line),
+    in the VM our init is measured in (without the vsock device, which it cannot use)."""
+    initrd = busybox_initramfs(work, "baseline", BASELINE_INIT, {})
+    data = uki.read_bytes()
+    parts: dict[str, Path] = {}
+    for section in inspect.uki_sections(uki):
+        if section.name in onebuild_uki.sections():
+            parts[section.name] = work / f"baseline{section.name}"
+            parts[section.name].write_bytes(section.content(data))
+    parts[".initrd"] = initrd
+    base_uki = work / "baseline.efi"
+    onebuild_uki.assemble({name: parts[name] for name in onebuild_uki.sections()}, base_uki)
+    spec = dataclasses.replace(_config(base_uki, memory_mib, "127.0.0.1:9").vm_spec(work),
+                               vhost_user_vsock=None)
+    with Vm(spec, work / "baseline-vm") as vm:
+        vm.wait_for(r"baseline init starting", 300)
+        _, m = vm.wait_for(BASELINE_MEMORY.pattern, 120)
+        vm.wait_exit(120)
+    return {"total_mib": round(int(m[1]) / 1024, 1), "available_mib": round(int(m[2]) / 1024, 1)}
+
+
+def against(ours: dict[str, float] | None, base: dict[str, float]) -> dict[str, float] | None:
+    """Our figures at one stage against the baseline's (used = total - available)."""
+    if ours is None:
+        return None
+    used, base_used = ours["total_mib"] - ours["available_mib"], base["total_mib"] - base[
+        "available_mib"]
+    return {"available_ratio": round(ours["available_mib"] / base["available_mib"], 3),
+            "used_over_baseline": round(used / base_used, 2),
+            "cost_mib": round(base["available_mib"] - ours["available_mib"], 1)}
+
+
 def measure(uki: Path, memory_mib: int, work: Path) -> dict[str, object]:
     reg = Registry.start(work / "registry")
     try:
@@ -54,9 +109,7 @@ def measure(uki: Path, memory_mib: int, work: Path) -> dict[str, object]:
         # The UKI boots with the command line it carries: one that names the test registry.
         kernel = work / "one.efi"
         onebuild_uki.add_to_cmdline(uki, f"one.insecure_registries={GUEST_REGISTRY}", kernel)
-        config = MachineConfig(kernel=kernel, boot="uefi", memory_mib=memory_mib, accel="tcg",
-                               net="restricted",
-                               guestfwd=[guestfwd(GUEST_REGISTRY, reg.address)])
+        config = _config(kernel, memory_mib, reg.address)
         with Machine(config, work / "vm") as machine:
             machine.wait_ready(300)
             pull = subprocess.run(
@@ -87,9 +140,15 @@ def measure(uki: Path, memory_mib: int, work: Path) -> dict[str, object]:
             data = re.search(r"data directory \S+ on (.*)", console.read_text(errors="replace"))
     finally:
         reg.stop()
+    baseline = measure_baseline(uki, memory_mib, work)
     return {"uki": str(uki), "uki_bytes": uki.stat().st_size, "memory_mib": memory_mib,
             "at_ready": ready, "after_busybox_pull": pulled, "busybox_pod_running": running,
-            "data_directory_on": data[1] if data else "the initramfs root (ramfs)"}
+            "data_directory_on": data[1] if data else "the initramfs root (ramfs)",
+            "baseline": {"what": "busybox as /init in the same UKI and VM, same run",
+                         **baseline},
+            "against_baseline": {"at_ready": against(ready, baseline),
+                                 "after_busybox_pull": against(pulled, baseline),
+                                 "busybox_pod_running": against(running, baseline)}}
 
 
 def main() -> None:
