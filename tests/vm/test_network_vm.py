@@ -34,6 +34,14 @@ def _record(name: str, seconds: float) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(out.read_text()) if out.exists() else {}
     data[name] = round(seconds, 3)
+    data["measured"] = ("boot_to_ready_*: seconds from qemu start (TCG, microvm, 128 MiB, direct "
+                        "boot) to the init's `phase ready`; the boot without a NIC is the "
+                        "baseline of the others. vm_link_up_to_address_s: the guest's own "
+                        "figure, link up to address configured")
+    base = data.get("boot_to_ready_no_nic_s")
+    for key in ("boot_to_ready_dhcp_s", "boot_to_ready_silent_nic_2s_wait_s"):
+        if base and key in data:
+            data[key.removesuffix("_s") + "_minus_no_nic_s"] = round(data[key] - base, 3)
     out.write_text(json.dumps(data, indent=1))
 
 
@@ -62,11 +70,16 @@ def test_user_networking_gives_the_slirp_lease(artifacts: Artifacts, tmp_path: P
 
 def test_no_network_device_reaches_ready(artifacts: Artifacts, tmp_path: Path,
                                          vm_factory: list[Vm]) -> None:
-    vm = boot(_spec(artifacts, network="none"), tmp_path)
+    """No NIC: the network phase ends without waiting for a NIC's one.dhcp_timeout."""
+    spec = _spec(artifacts, network="none")
+    wait = 60  # a boot that sat out the wait for NICs would take this long
+    spec.append = f"{artifacts.cmdline} one.dhcp_timeout={wait}"
+    vm = boot(spec, tmp_path)
     vm_factory.append(vm)
     vm.wait_for(r"network: no interface to configure", BOOT_TIMEOUT)
     _, phase = vm.wait_for(r"phase network done in (\d+) ms", BOOT_TIMEOUT)
-    assert int(phase.group(1)) < 3000
+    # Measured against the wait, not an absolute: a TCG guest on a loaded host is slow.
+    assert int(phase.group(1)) < wait * 1000 / 4, phase.group(0)
     ready, _ = vm.wait_for(READY, BOOT_TIMEOUT)
     _record("boot_to_ready_no_nic_s", ready)
     _power_off(vm)
