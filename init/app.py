@@ -22,7 +22,17 @@ from init import hooks, log, openssl, precompiled
 from init.api.listeners import ListenError
 from init.api.server import ApiServer
 from init.config import Config
-from init.system import cgroups, console, libc, meminfo, mounts, power, power_button, spawn
+from init.system import (
+    cgroups,
+    console,
+    fdlimit,
+    libc,
+    meminfo,
+    mounts,
+    power,
+    power_button,
+    spawn,
+)
 from init.system.reaper import Reaper
 from init.version import VERSION
 
@@ -294,6 +304,7 @@ def run_pid1() -> None:
 
 
 def _system_setup(cfg: Config) -> None:
+    LOG.info("open files: up to %d", fdlimit.raise_limit()[0])
     try:
         socket.sethostname(cfg.hostname)
     except OSError as e:
@@ -333,6 +344,7 @@ def run_local(cfg: Config) -> int:
     libc.set_child_subreaper()
     _own_data_dir(cfg.data_dir)
     LOG.info("init %s starting in local mode (pid %d)", VERSION, os.getpid())
+    LOG.info("open files: up to %d", fdlimit.raise_limit()[0])
     reaper = Reaper()
     try:
         asyncio.run(Init(cfg, reaper).serve())

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from grpclib.server import Stream
 
+from init.api import calls
 from oneproto import one_msgs
 
 if TYPE_CHECKING:
@@ -58,8 +59,7 @@ class LatestProgress:
 
 async def pull(images: ImageService,
                stream: Stream[one_msgs.PullImageRequest, one_msgs.PullImageProgress]) -> None:
-    request = await stream.recv_message()
-    assert request is not None
+    request = await calls.request(stream)
     credential = None
     if request.username:
         from init.services.image.auth import Credential
@@ -94,8 +94,7 @@ async def list_images(images: ImageService,
 async def remove(images: ImageService, pods: PodService | None,
                  stream: Stream[one_msgs.RemoveImageRequest, one_msgs.RemoveImageResponse]
                  ) -> None:
-    request = await stream.recv_message()
-    assert request is not None
+    request = await calls.request(stream)
     if pods is None:
         removed = await images.remove(request.reference)
     else:

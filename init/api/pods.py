@@ -7,12 +7,14 @@ and streams.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from grpclib import GRPCError, Status
 from grpclib.server import Stream
 
+from init.api.calls import request as _request
 from init.services.pod import logs
 from init.services.pod.model import Container, ContainerSpec, CState, Pod
 from init.services.pod.service import PodService
@@ -20,6 +22,8 @@ from oneproto import one_msgs
 
 if TYPE_CHECKING:
     from init.services.task.exec import ExecProcess
+
+LOG = logging.getLogger("mvirt-one")
 
 
 def container_msg(c: Container) -> one_msgs.Container:
@@ -39,11 +43,7 @@ def spec_of(m: one_msgs.ContainerSpec) -> ContainerSpec:
                          args=tuple(m.args), env=tuple(m.env), working_dir=m.working_dir)
 
 
-async def _request(stream: Stream[Any, Any]) -> Any:
-    request = await stream.recv_message()
-    if request is None:
-        raise GRPCError(Status.INVALID_ARGUMENT, "no request message")
-    return request
+MAX_WINDOW = 0xFFFF  # struct winsize's unsigned short
 
 
 async def create(pods: PodService, stream: Stream[Any, Any]) -> None:
@@ -157,7 +157,13 @@ async def exec_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
             if kind == "stdin":
                 await proc.write(msg.stdin)
             elif kind == "resize":
-                proc.resize(msg.resize.width, msg.resize.height)
+                width, height = msg.resize.width, msg.resize.height
+                if width > MAX_WINDOW or height > MAX_WINDOW:
+                    # A terminal's size is 16 bits: refused, the session goes on.
+                    LOG.warning("exec: resize to %dx%d refused (at most %d each)", width,
+                                height, MAX_WINDOW)
+                    continue
+                proc.resize(width, height)
         await proc.close_stdin()
 
     feeder = asyncio.ensure_future(feed())

@@ -210,11 +210,15 @@ class _HardenedSocket(AsyncDHCP4Socket):  # type: ignore[misc]
     async def get(self) -> ReceivedDHCPMessage:
         while True:
             try:
-                raw = await self.loop.sock_recv(self, 4096)
+                raw, where = await self.loop.sock_recvfrom(self, 4096)
             except OSError as e:
                 # ENETDOWN while the link flaps: keep listening rather than end the client.
                 LOG.debug("dhcp4 %s: receive failed (%s); retrying", self.ifname, e)
                 await asyncio.sleep(0.5)
+                continue
+            if len(where) > 2 and where[2] == socket.PACKET_OUTGOING:
+                # A packet socket sees what this VM sends too: a DHCP "reply" a container sent
+                # (it may bind port 67 and learn our xid from the broadcasts) is not a server's.
                 continue
             try:
                 msg = parse_frame(raw)

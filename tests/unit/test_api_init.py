@@ -26,6 +26,12 @@ class RecordingPods:
     def running_counts(self) -> RunningCounts:
         return RunningCounts(1, 2)
 
+    def close(self) -> None:
+        self.closed = True
+
+    def hurry(self, grace_seconds: float) -> None:
+        self.hurried_to = grace_seconds
+
     async def stop_all(self, grace_seconds: float) -> None:
         self.stopped_with.append(grace_seconds)
         if self._hang:

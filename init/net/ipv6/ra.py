@@ -118,6 +118,28 @@ def parse(data: bytes, source: str = "::", hop_limit: int = 255) -> RouterAdvert
                         tuple(search), search_lifetime)
 
 
+def own_addresses(ifname: str, table: str = "/proc/net/if_inet6") -> set[ipaddress.IPv6Address]:
+    """The IPv6 addresses the kernel has on `ifname` now."""
+    found: set[ipaddress.IPv6Address] = set()
+    try:
+        with open(table) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == 6 and fields[5] == ifname and len(fields[0]) == 32:
+                    found.add(ipaddress.IPv6Address(int(fields[0], 16)))
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def from_self(source: str, ifname: str, table: str = "/proc/net/if_inet6") -> bool:
+    try:
+        address = ipaddress.IPv6Address(source.split("%")[0])
+    except ValueError:
+        return False
+    return address in own_addresses(ifname, table)
+
+
 def _filter_only_ra() -> bytes:
     # struct icmp6_filter: 256 bits, a set bit blocks that type.
     words = [0xFFFFFFFF] * 8
@@ -164,6 +186,10 @@ class RaListener:
                     hop_limit = struct.unpack("i", value[:4])[0]
             try:
                 ra = parse(data, str(addr[0]), hop_limit)
+                if from_self(ra.router, self.ifname):
+                    # Sent from this VM (its multicast comes back to us): a container, not a
+                    # router, however valid it looks.
+                    raise RaParseError("sent from one of this interface's own addresses")
             except RaParseError as e:
                 LOG.debug("ra %s: ignored packet from %s: %s", self.ifname, addr[0], e)
                 continue

@@ -24,7 +24,7 @@ from init.services.errors import ShuttingDown
 from init.services.pod import ids, rootfs, spec
 from init.services.pod.errors import InvalidPod, PodExists, PodNotFound, WrongState
 from init.services.pod.model import Container, ContainerSpec, CState, Pod, PState, RunningCounts
-from init.services.task.runtime import Runtime, RuntimeError_
+from init.services.task.runtime import EXEC_WORK_PREFIX, Runtime, RuntimeError_
 from init.system import fstree
 from init.system.reaper import Reaper, clock
 
@@ -124,7 +124,7 @@ class PodService:
         init that died): runtime state (`delete --force` stops anything still running), overlay
         mounts and directories. None of it is a live pod of ours. Returns how many there were."""
         stale = sorted(p.name for p in _entries(self.runtime.root) if p.is_dir()
-                       and not p.name.startswith("exec-"))
+                       and not p.name.startswith(EXEC_WORK_PREFIX))
         for cid in stale:
             try:
                 await self.runtime.delete(cid)
@@ -159,6 +159,8 @@ class PodService:
     async def create(self, pod_id: str, name: str, specs: Sequence[ContainerSpec]) -> Pod:
         self._check_open()
         ids.check("pod", pod_id)
+        if name:
+            ids.check_name(name)
         if not specs:
             raise InvalidPod("a pod needs at least one container")
         seen: set[str] = set()
@@ -167,6 +169,8 @@ class PodService:
             if s.id in seen:
                 raise InvalidPod(f"container id {s.id!r} appears twice in pod {pod_id}")
             seen.add(s.id)
+            ids.check_texts(f"container {s.id}", [s.image, s.working_dir, *s.command, *s.args,
+                                                 *s.env])
             if not s.image:
                 raise InvalidPod(f"container {s.id} has no image")
             from init.services.image import reference
@@ -398,8 +402,8 @@ class PodService:
         if pending:
             for c in live:
                 if not c.exited.is_set():
-                    LOG.info("container %s still running after %.0f s: SIGKILL",
-                             c.runtime_id, grace)
+                    LOG.info("container %s still running at the end of its grace: SIGKILL",
+                             c.runtime_id)
                     self._signal(c, "KILL")
             await asyncio.wait(pending)
         pod.started = True
@@ -442,6 +446,7 @@ class PodService:
             raise WrongState(f"container {c.id} is {c.state.name}: exec needs a RUNNING container")
         if not command:
             raise InvalidPod("exec needs a command")
+        ids.check_texts("exec", [*command, *env])
         try:
             return await task_exec.start(self.runtime, c.runtime_id, command, env, tty=tty)
         except RuntimeError_ as e:
@@ -451,6 +456,7 @@ class PodService:
         pod = self.get(pod_id)
         if pod.state == PState.RUNNING and not force:
             raise WrongState(f"pod {pod_id} is RUNNING: stop it first or delete with force")
+        pod.stopping.set()  # a CreatePod still pulling its image stops waiting for it
         await self._remove(pod)
         LOG.info("pod %s deleted", pod_id)
 

@@ -19,7 +19,7 @@ import termios
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from init.services.task.runtime import Runtime, RuntimeError_
+from init.services.task.runtime import EXEC_WORK_PREFIX, Runtime, RuntimeError_
 from init.system.reaper import clock
 
 CONSOLE_TIMEOUT = 30.0
@@ -136,7 +136,7 @@ async def start(runtime: Runtime, cid: str, command: Sequence[str], env: Sequenc
     """Start `command` in container `cid`; RuntimeError_ with the runtime's text on failure."""
     if not command:
         raise ValueError("exec needs a command")
-    work = Path(tempfile.mkdtemp(prefix="exec-", dir=runtime.root))
+    work = Path(tempfile.mkdtemp(prefix=EXEC_WORK_PREFIX, dir=runtime.root))
     try:
         if tty:
             return await _start_tty(runtime, cid, command, env, work)

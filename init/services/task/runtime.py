@@ -28,6 +28,9 @@ LOG = logging.getLogger("mvirt-one")
 # Seconds a runtime call may take before it is killed: far beyond a healthy create or exec (well
 # under a second, a few under TCG), short enough that a hung runtime fails the call readably.
 CALL_TIMEOUT = 60.0
+# The work directories of exec'd processes, beside the containers' state in the runtime's root:
+# a leading dot, which no container id (init/services/pod/ids.py) can start with.
+EXEC_WORK_PREFIX = ".exec-"
 
 
 class RuntimeError_(Exception):
