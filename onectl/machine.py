@@ -48,6 +48,7 @@ class MachineConfig:
     accel: Literal["auto", "tcg", "kvm"] = "auto"
     console: bool = False  # echo the serial console to stdout (it always goes to console.log)
     data_disk: Path | None = None  # an existing raw image (disk.ensure creates one)
+    disks: list[tuple[Path, str]] = field(default_factory=list)  # more, by serial
     balloon: bool = True  # free page reporting: freed guest memory goes back to the host
 
     def vm_spec(self, vhost_socket: Path) -> VmSpec:
@@ -55,7 +56,8 @@ class MachineConfig:
                       machine="q35" if self.boot == "uefi" else "microvm",
                       memory_mib=self.memory_mib, cpus=self.cpus, rng=True, network=self.net,
                       guestfwd=list(self.guestfwd), vhost_user_vsock=vhost_socket,
-                      data_disk=self.data_disk, balloon=self.balloon, accel=self.accel)
+                      data_disk=self.data_disk, disks=list(self.disks), balloon=self.balloon,
+                      accel=self.accel)
 
 
 @dataclass

@@ -39,6 +39,8 @@ class VmSpec:
     guestfwd: list[str] = field(default_factory=list)
     vhost_user_vsock: Path | None = None  # the vhost-device-vsock socket
     data_disk: Path | None = None  # a raw image (or block device) the guest sees as /dev/vda
+    # More raw images (or block devices), each with the serial the guest finds it by.
+    disks: list[tuple[Path, str]] = field(default_factory=list)
     # A virtio balloon that never inflates, for its free page reporting: the guest hands the
     # pages it frees back to the host (BALLOON).
     balloon: bool = False
@@ -108,6 +110,9 @@ def argv(spec: VmSpec, host: Host, *, qmp: Path, esp: Path | None = None) -> lis
         # The only virtio disk, so the guest names it /dev/vda.
         args += ["-drive", f"file={_option_value(str(spec.data_disk))},if=none,id=d0,format=raw",
                  "-device", device("virtio-blk") + f",drive=d0,serial={DATA_DISK_SERIAL}"]
+    for n, (path, serial) in enumerate(spec.disks, start=1):
+        args += ["-drive", f"file={_option_value(str(path))},if=none,id=d{n},format=raw",
+                 "-device", device("virtio-blk") + f",drive=d{n},serial={_option_value(serial)}"]
     if spec.rng:
         args += ["-device", device("virtio-rng")]
     if spec.balloon:
