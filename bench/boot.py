@@ -1,8 +1,8 @@
 """Boot benchmark: our init against a busybox-static /init on the same kernel, in the same run.
 
 Prints and writes target/bench/boot.json: qemu start -> first init line and -> ready (median of
-N boots, the contenders booted in turn, TCG, virtio-rng), the ratio to the baseline, memory at
-ready, and the UKI's make-up.
+N boots, the contenders booted in turn, TCG, virtio-rng, the balloon `onectl run` adds unless
+--no-balloon), the ratio to the baseline, memory at ready, and the UKI's make-up.
 Not a test: figures depend on the machine; only the ratios are comparable across machines.
 """
 
@@ -139,9 +139,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=5, help="boots per configuration")
     parser.add_argument("--memory", type=int, default=128, help="guest MiB")
+    parser.add_argument("--no-balloon", action="store_true",
+                        help="no virtio balloon (onectl run adds one for free page reporting)")
     args = parser.parse_args()
     results: dict[str, object] = {"boots_per_config": args.n, "memory_mib": args.memory,
-                                  "accel": "tcg"}
+                                  "accel": "tcg", "balloon": not args.no_balloon}
     cmdline = (T / "cmdline").read_text().strip()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -155,9 +157,10 @@ def main() -> None:
         configs: dict[str, Callable[[Path, Path | None], VmSpec]] = {
             "direct_microvm": lambda initrd, _uki: VmSpec(
                 kernel=T / "bzImage", boot="direct", initrd=initrd, append=cmdline,
-                machine="microvm", memory_mib=args.memory),
+                machine="microvm", memory_mib=args.memory, balloon=not args.no_balloon),
             "uefi_q35": lambda _initrd, uki_file: VmSpec(kernel=uki_file or base_uki,
-                                                         boot="uefi", memory_mib=args.memory),
+                                                         boot="uefi", memory_mib=args.memory,
+                                                         balloon=not args.no_balloon),
         }
         for name, make in configs.items():
             # (label, spec, console marks, how it ends); booted in turn, one of each per round,
