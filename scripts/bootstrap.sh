@@ -26,7 +26,9 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha256 2>/dev/null)
   echo "bootstrap: creating .venv from requirements.txt" >&2
   rm -rf .venv
   /usr/bin/python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  # Every pin carries the sha256 of its wheel: pip refuses a file whose hash differs and any
+  # package (a dependency too) that requirements.txt does not pin with a hash.
+  .venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements.txt
   # compat mode puts the checkout on sys.path, so packages generated later (oneproto/, by
   # `doit proto`) import too; the default editable finder only maps what exists now.
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -e . \
