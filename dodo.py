@@ -220,9 +220,24 @@ def task_uki() -> dict[str, Any]:
     }
 
 
+def task_sbom() -> dict[str, Any]:
+    """write target/mvirt-one.spdx.json: each file of the initramfs and UKI section, its origin"""
+    from onebuild import initramfs, runtime, sbom, uki
+
+    return {
+        "actions": [(sbom.build, [], {})],
+        "file_dep": [str(uki.OUT), str(initramfs.MANIFEST), str(initramfs.CPIO_GZ),
+                     str(runtime.RUNTIME_JSON), str(sbom.KERNEL_CONFIG), str(sbom.KERNEL_VERSION),
+                     str(sbom.KERNEL_FRAGMENT), *_files(str(sbom.KERNEL_PATCHES)),
+                     "requirements.txt", str(sbom.DPKG_STATUS), *step_sources("onebuild.sbom")],
+        "targets": [str(sbom.OUT)],
+        "clean": True,
+    }
+
+
 def task_one() -> dict[str, Any]:
-    """build everything: the UKI plus bzImage, cmdline, initramfs, rootfs.raw and the static init"""
-    return {"actions": None, "task_dep": ["uki", "rootfs", "static"]}
+    """build everything: the UKI, bzImage, cmdline, initramfs, rootfs.raw, static init and SBOM"""
+    return {"actions": None, "task_dep": ["uki", "rootfs", "static", "sbom"]}
 
 
 def task_clean_build() -> dict[str, Any]:
