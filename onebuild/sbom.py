@@ -343,7 +343,7 @@ class Resolver:
         for package, owned_path in owned:
             by_name.setdefault(Path(owned_path).name, []).append((package, Path(owned_path)))
         for name in {Path(rel).name for rel in files}:
-            for dist, located in self.dist_files().get(name, []):
+            for dist, located in sorted(self.dist_files().get(name, [])):
                 by_name.setdefault(name, []).append((python_origin(dist), located))
         found: dict[str, tuple[Origin, str]] = {}
         for rel, path in files.items():
