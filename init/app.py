@@ -56,8 +56,11 @@ class Init:
     # Seconds the pod service gets beyond the grace period to report everything stopped.
     STOP_MARGIN = 5.0
 
-    def __init__(self, cfg: Config, reaper: Reaper, pods: PodService | None = None) -> None:
-        """`pods`: a pod service to use instead of the one built once the network is up."""
+    def __init__(self, cfg: Config, reaper: Reaper, pods: PodService | None = None, *,
+                 cgroup_tree: cgroups.Tree | None = None) -> None:
+        """`pods`: a pod service to use instead of the one built once the network is up;
+        `cgroup_tree`: the pods' cgroup (PID 1 mode)."""
+        self.cgroup_tree = cgroup_tree
         self.cfg = cfg
         self.reaper = reaper
         self.pods = pods
@@ -81,7 +84,8 @@ class Init:
 
             address = netinfo.first_ipv4
         return PodService(self.cfg.data_dir, self.cfg.runtime, self.reaper, self.images,
-                          address=address, default_grace=self.cfg.shutdown_grace)
+                          address=address, default_grace=self.cfg.shutdown_grace,
+                          cgroup_tree=self.cgroup_tree)
 
     def request_shutdown(self, reason: str, grace_seconds: float | None = None) -> None:
         """Begin the way down (new work is refused from now on); asked again with a shorter
@@ -220,7 +224,8 @@ def _image_service(cfg: Config) -> ImageService:
     from init.services.image.service import ImageService
 
     return ImageService(cfg.data_dir, cfg.insecure_registries,
-                        credentials_file=cfg.registry_auth, ca_files=cfg.ca_files)
+                        credentials_file=cfg.registry_auth, ca_files=cfg.ca_files,
+                        max_pulls=max(cfg.max_pulls, 1))
 
 
 async def _loopback_up() -> None:
@@ -293,8 +298,8 @@ def run_pid1() -> None:
         cfg = _pid1_config()
         log.setup(cfg.log_level)
         with log.phase("system"):
-            _system_setup(cfg)
-        init = Init(cfg, reaper)
+            tree = _system_setup(cfg)
+        init = Init(cfg, reaper, cgroup_tree=tree)
         asyncio.run(init.serve())
     except BaseException:
         LOG.exception("fatal error in PID 1: powering off")
@@ -303,7 +308,7 @@ def run_pid1() -> None:
     power.power_off(reaper, grace_seconds=grace)
 
 
-def _system_setup(cfg: Config) -> None:
+def _system_setup(cfg: Config) -> cgroups.Tree | None:
     LOG.info("open files: up to %d", fdlimit.raise_limit()[0])
     try:
         socket.sethostname(cfg.hostname)
@@ -315,8 +320,12 @@ def _system_setup(cfg: Config) -> None:
         spawn.protect_from_oom()
     except OSError as e:
         LOG.error("oom_score_adj: %s", e)
-    controllers = cgroups.enable_controllers()
-    LOG.info("cgroup controllers: %s", " ".join(controllers) or "none")
+    total = (meminfo.total_kib() or 0) * 1024
+    tree = cgroups.setup(total, cfg.memory_reserve, cfg.pids_reserve)
+    if tree is not None:
+        LOG.info("cgroups: pods may use %s MiB and %s threads; the init keeps the rest",
+                 "?" if tree.memory_max is None else tree.memory_max >> 20,
+                 "?" if tree.pids_max is None else tree.pids_max)
     try:
         if meminfo.set_reporting_order():
             LOG.info("free page reporting: blocks of %d KiB",
@@ -329,6 +338,7 @@ def _system_setup(cfg: Config) -> None:
     except OSError as e:
         LOG.warning("cannot take over Ctrl-Alt-Del: %s", e)
     os.makedirs(cfg.data_dir, exist_ok=True)
+    return tree
 
 
 def _own_data_dir(path: Path) -> None:

@@ -101,6 +101,20 @@ def _size(value: str, where: str) -> str | None:
     return value or None
 
 
+def _bytes(value: str, where: str) -> int | None:
+    """A size in bytes with an optional k/m/g suffix (powers of 1024)."""
+    m = re.fullmatch(r"([0-9]{1,15})([kKmMgG]?)", value)
+    if m is None:
+        raise ConfigError(f"{where}={value!r}: use a size (32M, 1G)")
+    return int(m[1]) << {"": 0, "k": 10, "m": 20, "g": 30}[m[2].lower()]
+
+
+def _count(value: str, where: str) -> int | None:
+    if not value.isdigit() or len(value) > 9:
+        raise ConfigError(f"{where}={value!r}: not a count")
+    return int(value)
+
+
 def _ip(value: str, where: str) -> tuple[net_static.IpParam, ...]:
     try:
         return (net_static.parse(value),)
@@ -189,6 +203,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data_size", "data_size", None, _size, "50%",
             "size of the data tmpfs when there is no data disk (a share of MemAvailable at "
             "boot, or a size)", metavar="SIZE"),
+    Setting("max_pulls", "max_pulls", "--max-pulls", _count, 4,
+            "pulls that run at once (each a thread of its own pool; more wait their turn)",
+            metavar="N"),
+    Setting("memory_reserve", "memory_reserve", None, _bytes, 32 << 20,
+            "memory kept from the pods for the init and its helpers (pods/ memory.max is the "
+            "total less this)", metavar="SIZE", shown="32M"),
+    Setting("pids_reserve", "pids_reserve", None, _count, 128,
+            "threads kept from the pods for the init and its helpers (pods/ pids.max is the "
+            "kernel's threads-max less this)", metavar="N"),
     Setting("hooks_dir", None, "--hooks-dir", _path, Path("/etc/mvirt-one/boot.d"),
             "executables run once at start, in name order", local_default=None, metavar="DIR",
             shown="/etc/mvirt-one/boot.d / DATA_DIR/boot.d"),
@@ -237,6 +260,9 @@ class Config:
     ca_files: tuple[Path, ...]
     data_disk: str
     data_size: str
+    memory_reserve: int
+    max_pulls: int
+    pids_reserve: int
     hostname_explicit: bool = False  # one.hostname given: a DHCP host name does not replace it
     unknown: tuple[str, ...] = ()  # one.* keys nobody knows, for the log
 

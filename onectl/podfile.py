@@ -6,7 +6,8 @@ Two shapes are understood:
   "working_dir": "/"}]}`;
 - a Kubernetes Pod manifest as kubectl users write it: `apiVersion: v1`, `kind: Pod`,
   `metadata.name` (the pod's id), `spec.containers[]` with `name` (the container's id), `image`,
-  `command`, `args`, `env: [{name, value}]` and `workingDir`.
+  `command`, `args`, `env: [{name, value}]`, `workingDir` and `resources` (`limits.memory`,
+  `limits.cpu`, `requests.cpu`, and mvirt-one's own `limits.pids`).
 A field mvirt-one has no use for is named in a warning rather than dropped silently; a value it
 cannot honour (an env `valueFrom`, a kind other than Pod) is an error.
 """
@@ -18,14 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from onectl import quantity
 from onectl.errors import OnectlError
 from oneproto import one_pb2
 
 Warn = Callable[[str], None]
 _FLAT_POD = {"id", "name", "containers"}
-_FLAT_CONTAINER = {"id", "name", "image", "command", "args", "env", "working_dir", "workingDir"}
+_FLAT_CONTAINER = {"id", "name", "image", "command", "args", "env", "working_dir", "workingDir",
+                   "resources"}
 _KUBE_POD = {"apiVersion", "kind", "metadata", "spec"}
-_KUBE_CONTAINER = {"name", "image", "command", "args", "env", "workingDir"}
+_KUBE_CONTAINER = {"name", "image", "command", "args", "env", "workingDir", "resources"}
 
 
 class PodFileError(OnectlError):
@@ -116,7 +119,31 @@ def _container(c: dict[str, Any], where: str, *, kube: bool, warn: Warn) -> one_
         command=_strings(c.get("command"), f"{where}.command"),
         args=_strings(c.get("args"), f"{where}.args"),
         env=_env(c.get("env"), f"{where}.env"),
-        working_dir=_text(c.get("working_dir") or c.get("workingDir"), f"{where}.workingDir"))
+        working_dir=_text(c.get("working_dir") or c.get("workingDir"), f"{where}.workingDir"),
+        resources=_resources(c.get("resources"), f"{where}.resources", warn))
+
+
+def _resources(value: object, where: str, warn: Warn) -> one_pb2.Resources | None:
+    """Kubernetes' resources: limits.memory, limits.cpu, requests.cpu (a memory request has
+    no meaning inside one VM: warned), and limits.pids."""
+    if value is None:
+        return None
+    doc = _mapping(value, where)
+    _unused(doc, {"limits", "requests"}, f"{where}.", warn)
+    limits = _mapping(doc.get("limits") or {}, f"{where}.limits")
+    requests = _mapping(doc.get("requests") or {}, f"{where}.requests")
+    _unused(limits, {"memory", "cpu", "pids"}, f"{where}.limits.", warn)
+    _unused(requests, {"cpu"}, f"{where}.requests.", warn)
+    try:
+        return one_pb2.Resources(
+            memory_limit_bytes=quantity.memory_bytes(limits["memory"])
+            if "memory" in limits else 0,
+            cpu_limit_millis=quantity.cpu_millis(limits["cpu"]) if "cpu" in limits else 0,
+            cpu_request_millis=quantity.cpu_millis(requests["cpu"]) if "cpu" in requests
+            else 0,
+            pids_limit=int(limits["pids"]) if "pids" in limits else 0)
+    except (quantity.QuantityError, ValueError, TypeError) as e:
+        raise PodFileError(f"{where}: {e}") from None
 
 
 def _containers(value: object, where: str, *, kube: bool,

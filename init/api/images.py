@@ -102,4 +102,6 @@ async def remove(images: ImageService, pods: PodService | None,
         # finds it gone and pulls it again.
         async with pods.image_use:
             removed = await images.remove(request.reference, pods.image_in_use)
+    # Blobs go once no pull runs; CreatePod (which needs image_use) does not wait for that.
+    await images.collect()
     await stream.send_message(one_msgs.RemoveImageResponse(removed=removed))

@@ -16,7 +16,7 @@ from grpclib.server import Stream
 
 from init.api.calls import request as _request
 from init.services.pod import logs
-from init.services.pod.model import Container, ContainerSpec, CState, Pod
+from init.services.pod.model import Container, ContainerSpec, CState, Pod, Resources
 from init.services.pod.service import PodService
 from oneproto import one_msgs
 
@@ -28,8 +28,26 @@ LOG = logging.getLogger("mvirt-one")
 
 def container_msg(c: Container) -> one_msgs.Container:
     state = one_msgs.ContainerState(int(c.state))
+    r = c.resources or c.spec.resources
     return one_msgs.Container(id=c.id, name=c.spec.name or c.id, state=state,
-                             exit_code=c.exit_code, image=c.spec.image, error_message=c.error)
+                             exit_code=c.exit_code, image=c.spec.image, error_message=c.error,
+                             reason=c.reason, signal=c.signal,
+                             finished_at_unix_ms=c.finished_at_ms,
+                             resources=resources_msg(r))
+
+
+def resources_msg(r: Resources) -> one_msgs.Resources:
+    return one_msgs.Resources(memory_limit_bytes=r.memory_limit_bytes,
+                              cpu_limit_millis=r.cpu_limit_millis,
+                              cpu_request_millis=r.cpu_request_millis, pids_limit=r.pids_limit)
+
+
+def resources_of(m: one_msgs.Resources | None) -> Resources:
+    if m is None:
+        return Resources()
+    return Resources(memory_limit_bytes=m.memory_limit_bytes,
+                     cpu_limit_millis=m.cpu_limit_millis,
+                     cpu_request_millis=m.cpu_request_millis, pids_limit=m.pids_limit)
 
 
 def pod_msg(p: Pod) -> one_msgs.Pod:
@@ -40,7 +58,8 @@ def pod_msg(p: Pod) -> one_msgs.Pod:
 
 def spec_of(m: one_msgs.ContainerSpec) -> ContainerSpec:
     return ContainerSpec(id=m.id, name=m.name, image=m.image, command=tuple(m.command),
-                         args=tuple(m.args), env=tuple(m.env), working_dir=m.working_dir)
+                         args=tuple(m.args), env=tuple(m.env), working_dir=m.working_dir,
+                         resources=resources_of(m.resources))
 
 
 MAX_WINDOW = 0xFFFF  # struct winsize's unsigned short
@@ -68,6 +87,12 @@ async def delete(pods: PodService, stream: Stream[Any, Any]) -> None:
     r = await _request(stream)
     await pods.delete(r.id, r.force)
     await stream.send_message(one_msgs.Empty())
+
+
+async def update(pods: PodService, stream: Stream[Any, Any]) -> None:
+    r = await _request(stream)
+    c = await pods.update(r.pod_id, r.container_id, resources_of(r.resources))
+    await stream.send_message(container_msg(c))
 
 
 async def get(pods: PodService, stream: Stream[Any, Any]) -> None:

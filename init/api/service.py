@@ -183,3 +183,4 @@ class OneService(one_service.OneServiceBase):
     ListPods = _on_pods(pods_api.list_pods)
     Logs = _on_pods(pods_api.logs_rpc)
     Exec = _on_pods(pods_api.exec_rpc)
+    UpdateContainer = _on_pods(pods_api.update)

@@ -31,6 +31,10 @@ def available_kib() -> int | None:
     return _kib("/proc/meminfo", "MemAvailable")
 
 
+def total_kib() -> int | None:
+    return _kib("/proc/meminfo", "MemTotal")
+
+
 def summary() -> str:
     rss = _kib("/proc/self/status", "VmRSS")
     available = _kib("/proc/meminfo", "MemAvailable")

@@ -7,6 +7,17 @@ the options every data-printing command shares) and sets `handler` to a function
 
 from __future__ import annotations
 
-from onectl.commands import health, images, netinfo, pod, pod_exec, pod_logs, pull, run, shutdown
+from onectl.commands import (
+    health,
+    images,
+    netinfo,
+    pod,
+    pod_exec,
+    pod_logs,
+    pull,
+    run,
+    shutdown,
+    update,
+)
 
-MODULES = (health, netinfo, shutdown, run, pull, images, pod, pod_logs, pod_exec)
+MODULES = (health, netinfo, shutdown, run, pull, images, pod, pod_logs, pod_exec, update)

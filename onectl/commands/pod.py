@@ -15,7 +15,7 @@ from onectl.commands._common import client, non_negative_int, wants_json
 from onectl.output import message_dict, print_json, print_table
 from oneproto import one_pb2
 
-HEADER = ("POD", "STATE", "IP", "CONTAINER", "IMAGE", "CSTATE", "EXIT", "ERROR")
+HEADER = ("POD", "STATE", "IP", "CONTAINER", "IMAGE", "CSTATE", "EXIT", "REASON", "ERROR")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -60,7 +60,8 @@ def rows(pods: list[one_pb2.Pod]) -> list[list[str]]:
         for c in p.containers or [one_pb2.Container()]:
             cstate = one_pb2.ContainerState.Name(c.state).removeprefix("CONTAINER_STATE_")
             out.append([p.id, state, p.ip_address or "-", c.id, c.image, cstate,
-                        str(c.exit_code), c.error_message or p.error_message or ""])
+                        str(c.exit_code), c.reason or "-",
+                        c.error_message or p.error_message or ""])
     return out
 
 

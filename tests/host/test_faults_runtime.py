@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from init.services.pod.spec import PIDS_LIMIT
+from init.services.pod.resources import DEFAULT_PIDS as PIDS_LIMIT
 from oneproto import one_pb2
 from tests.fixtures.fakeruntime import FakeRuntime
 from tests.fixtures.pods import (

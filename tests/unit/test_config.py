@@ -63,6 +63,7 @@ NON_DEFAULT_VALUES = {
     "data_size": "1G", "dhcp_timeout": "7", "ip": "eth0:off", "dns": "192.0.2.53",
     "search": "example.org", "insecure_registries": "reg.example:5000",
     "registry_auth": "/etc/auth.json", "ca_file": "/etc/extra-ca.pem",
+    "memory_reserve": "48M", "pids_reserve": "64", "max_pulls": "2",
 }
 
 
@@ -83,6 +84,7 @@ def test_every_known_key_and_flag_is_parsed_once() -> None:
     assert (given.listen, given.ready_port, given.log_level) == ("vsock:2000", 2001, "debug")
     assert (given.shutdown_grace, given.net_wait, given.data_size) == (3.0, 7.0, "1G")
     assert given.ca_files == (Path("/etc/extra-ca.pem"),)
+    assert (given.memory_reserve, given.pids_reserve) == (48 << 20, 64)
     local = config.from_args(config.local_parser().parse_args(["--data-dir", "/tmp/x"]))
     assert local.hooks_dir == Path("/tmp/x/boot.d") and local.registry_auth is None
 

@@ -102,7 +102,7 @@ def test_config_namespaces_and_mounts(tmp_path: Path) -> None:
     doc = spec.config(_proc(tmp_path), rootfs=tmp_path, hostname="pod",
                       etc_files={"/etc/hosts": tmp_path / "hosts"})
     kinds = {n["type"] for n in doc["linux"]["namespaces"]}
-    assert kinds == {"pid", "mount", "ipc", "uts"}  # the network is the VM's
+    assert kinds == {"pid", "mount", "ipc", "uts", "cgroup"}  # the network is the VM's
     dests = [m["destination"] for m in doc["mounts"]]
     for d in ("/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup",
               "/etc/hosts"):

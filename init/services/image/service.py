@@ -13,6 +13,7 @@ import builtins
 import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,8 @@ class Image:
 class ImageService:
     def __init__(self, data_dir: Path, insecure_registries: Collection[str] = (),
                  credentials: Mapping[str, Credential] | None = None, *,
-                 credentials_file: Path | None = None, ca_files: Sequence[Path] = ()) -> None:
+                 credentials_file: Path | None = None, ca_files: Sequence[Path] = (),
+                 max_pulls: int = 4) -> None:
         """`credentials`: registry host[:port] → user and password; `credentials_file` (Docker's
         config.json shape) adds to them, read on the first pull. `ca_files`: PEM CAs trusted for
         registries besides the system store."""
@@ -65,6 +67,13 @@ class ImageService:
         self._cancelled = False
         self._cancel_lock = threading.Lock()
         self._listeners: dict[str, list[ProgressCallback]] = {}
+        self.max_pulls = max_pulls
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _pull_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_pulls, thread_name_prefix="pull")
+        return self._pool
 
     @property
     def store(self) -> Store:
@@ -135,8 +144,10 @@ class ImageService:
                 def emit(p: Any) -> None:
                     loop.call_soon_threadsafe(self._emit, key, p)
 
-                future = asyncio.ensure_future(
-                    asyncio.to_thread(self._pull_sync, parsed, emit, credential))
+                # Their own pool: a slow registry holds its pulls' threads, never the threads
+                # the other RPCs' file work runs in (asyncio's default executor).
+                future = asyncio.ensure_future(loop.run_in_executor(
+                    self._pull_pool(), self._pull_sync, parsed, emit, credential))
                 self._inflight[key] = future
                 future.add_done_callback(lambda f: self._finished(key, f))
             # Shielded: one caller going away (a cancelled RPC) must not fail the others.
@@ -272,6 +283,11 @@ class ImageService:
 
         await asyncio.to_thread(store.update_refs, drop_refs)
         if delete_image:
-            await asyncio.to_thread(store.delete_image, image)
+            await asyncio.to_thread(store.forget_image, image)
             removed.append(image)
         return removed
+
+    async def collect(self) -> None:
+        """Delete the blobs no image uses; waits for running pulls (call it holding nothing
+        another RPC needs)."""
+        await asyncio.to_thread(self.store.collect_blobs)

@@ -240,13 +240,21 @@ class Store:
     def delete_image(self, digest: str) -> None:
         """Delete an image's metadata and rootfs, then every blob no remaining image uses
         (layers are shared between images). Waits for running pulls."""
+        self.forget_image(digest)
+        self.collect_blobs()
+
+    def forget_image(self, digest: str) -> None:
+        """Delete an image's metadata and rootfs (its blobs stay until collect_blobs)."""
+        with self.image_lock(digest):
+            self.meta_path(digest).unlink(missing_ok=True)
+            self.discard(self.rootfs(digest))
+
+    def collect_blobs(self) -> None:
+        """Delete every blob no image uses, once no pull runs (a pull's blobs belong to an
+        image only when it ends)."""
         with self.lock("gc"):
-            meta = self.read_meta(digest) or {}
-            with self.image_lock(digest):
-                self.meta_path(digest).unlink(missing_ok=True)
-                self.discard(self.rootfs(digest))
             keep = self.referenced_blobs()
-            for blob in _blobs_of(meta) | set(self.blob_digests()):
+            for blob in set(self.blob_digests()):
                 if blob not in keep:
                     self.remove_blob(blob)
 

@@ -33,6 +33,16 @@ class PState(enum.IntEnum):  # PodState's numbers
 
 
 @dataclass(frozen=True)
+class Resources:
+    """A container's limits and requests; 0 is "not set" (the pods' shared bounds apply)."""
+
+    memory_limit_bytes: int = 0
+    cpu_limit_millis: int = 0
+    cpu_request_millis: int = 0
+    pids_limit: int = 0
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     id: str
     name: str
@@ -41,6 +51,7 @@ class ContainerSpec:
     command: tuple[str, ...] = ()  # () : the image's entrypoint
     args: tuple[str, ...] = ()  # () : the image's cmd (unless command is given)
     env: tuple[str, ...] = ()  # KEY=VALUE, over the image's
+    resources: Resources = Resources()
 
 
 @dataclass
@@ -57,6 +68,13 @@ class Container:
     since: float = 0.0  # reaper.clock() when that began: its process is no older
     overlay: bool = False
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    # Why it stopped (Kubernetes' terminated.reason), the signal that ended it, when (ms).
+    reason: str = ""
+    signal: int = 0
+    finished_at_ms: int = 0
+    cgroup: Path | None = None  # its cgroup2 directory, read when it started
+    oom_kills_at_start: int = 0
+    resources: Resources | None = None  # in force; None: the spec's
 
     @property
     def id(self) -> str:

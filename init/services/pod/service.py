@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,10 +23,19 @@ from typing import TYPE_CHECKING, Any
 from init.services.cancel import to_the_end
 from init.services.errors import ShuttingDown
 from init.services.pod import ids, rootfs, spec
+from init.services.pod import resources as pod_resources
 from init.services.pod.errors import InvalidPod, PodExists, PodNotFound, WrongState
-from init.services.pod.model import Container, ContainerSpec, CState, Pod, PState, RunningCounts
+from init.services.pod.model import (
+    Container,
+    ContainerSpec,
+    CState,
+    Pod,
+    PState,
+    Resources,
+    RunningCounts,
+)
 from init.services.task.runtime import EXEC_WORK_PREFIX, Runtime, RuntimeError_
-from init.system import fstree
+from init.system import cgroups, fstree
 from init.system.reaper import Reaper, clock
 
 if TYPE_CHECKING:
@@ -53,7 +63,11 @@ class PodService:
 
     def __init__(self, data_dir: Path, runtime: Path, reaper: Reaper, images: ImageService, *,
                  address: AddressLookup, default_grace: float, no_pivot: bool | None = None,
-                 resolv_conf: Path = Path("/etc/resolv.conf")) -> None:
+                 resolv_conf: Path = Path("/etc/resolv.conf"),
+                 cgroup_tree: cgroups.Tree | None = None) -> None:
+        self.cgroup_tree = cgroup_tree  # PID 1 mode: the pods' cgroup (cgroups.py)
+        self.default_pids = pod_resources.default_pids(
+            cgroup_tree.pids_max if cgroup_tree else None)
         self.dir = data_dir / "pods"
         self.runtime = Runtime(runtime, data_dir / "runtime", reaper, no_pivot=no_pivot)
         self.reaper = reaper
@@ -171,6 +185,7 @@ class PodService:
             seen.add(s.id)
             ids.check_texts(f"container {s.id}", [s.image, s.working_dir, *s.command, *s.args,
                                                  *s.env])
+            pod_resources.check(s.resources, f"container {s.id}")
             if not s.image:
                 raise InvalidPod(f"container {s.id} has no image")
             from init.services.image import reference
@@ -220,7 +235,7 @@ class PodService:
                 try:
                     await self._create_container(pod, c, etc)
                 except Exception as e:
-                    c.state = CState.FAILED
+                    c.state, c.reason = CState.FAILED, "StartError"
                     c.error = str(e) or type(e).__name__
                     pod.error = f"container {c.id}: {c.error}"
                     LOG.error("pod %s: %s", pod.id, pod.error)
@@ -282,7 +297,12 @@ class PodService:
                                 working_dir=c.spec.working_dir, rootfs=image.rootfs)
             # c.overlay is set even if the caller is gone by then: the undo must know.
             root, c.overlay = rootfs.prepare(image.rootfs, c.dir)
-            doc = spec.config(proc, rootfs=root, hostname=pod.name, etc_files=etc)
+            doc = spec.config(
+                proc, rootfs=root, hostname=pod.name, etc_files=etc,
+                resources=pod_resources.linux_resources(c.spec.resources,
+                                                        default_pids_limit=self.default_pids),
+                cgroups_path=cgroups.container_path(self.cgroup_tree, pod.id, c.id)
+                if self.cgroup_tree else None)
             (c.dir / "config.json").write_text(json.dumps(doc, indent=1))
 
         await to_the_end(asyncio.to_thread(bundle))
@@ -298,6 +318,9 @@ class PodService:
             os.close(out)
             os.close(err)
         c.state = CState.CREATED
+        c.cgroup = cgroups.path_of(c.pid)
+        if c.cgroup is not None:
+            c.oom_kills_at_start = cgroups.oom_kills(c.cgroup)
         self._watch(c)
 
     def _watch(self, c: Container) -> None:
@@ -346,10 +369,16 @@ class PodService:
     def _exited(self, c: Container, status: int) -> None:
         c.exit_code = (os.WEXITSTATUS(status) if os.WIFEXITED(status)
                        else 128 + os.WTERMSIG(status))
+        c.signal = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        c.finished_at_ms = int(time.time() * 1000)
+        # The OOM killer's mark is in the cgroup, which lives until the runtime deletes it.
+        oom = c.cgroup is not None and cgroups.oom_kills(c.cgroup) > c.oom_kills_at_start
+        c.reason = ("OOMKilled" if oom and (c.signal or c.exit_code)
+                    else "Killed" if c.signal else "Completed" if c.exit_code == 0 else "Error")
         if c.state != CState.FAILED:
             c.state = CState.STOPPED
         c.exited.set()
-        LOG.info("container %s exited (code %d)", c.runtime_id, c.exit_code)
+        LOG.info("container %s exited (code %d): %s", c.runtime_id, c.exit_code, c.reason)
 
     # --- start / stop / delete ---------------------------------------------------------------
 
@@ -367,7 +396,7 @@ class PodService:
                 try:
                     await self.runtime.start(c.runtime_id)
                 except RuntimeError_ as e:
-                    c.state = CState.FAILED
+                    c.state, c.reason = CState.FAILED, "StartError"
                     c.error = str(e)
                     pod.error = f"container {c.id}: {e}"
                     break
@@ -434,6 +463,28 @@ class PodService:
         # on a container whose runtime state is gone; a pid is only reused after we reap it.
         with contextlib.suppress(ProcessLookupError):
             os.kill(c.pid, signal.Signals[f"SIG{name}"])
+
+    async def update(self, pod_id: str, container_id: str, r: Resources) -> Container:
+        """A running container's limits, replaced (`docker update`): the runtime writes its
+        cgroup; the container keeps running."""
+        self._check_open()
+        pod = self.get(pod_id)
+        c = pod.container(container_id)
+        pod_resources.check(r, f"container {c.id}")
+        async with pod.busy:
+            if c.state != CState.RUNNING:
+                raise WrongState(f"container {c.id} is {c.state.name}: only a RUNNING container "
+                                 "is updated")
+            doc = pod_resources.update_document(r, default_pids_limit=self.default_pids)
+            path = c.dir / "resources.json"
+            path.write_text(json.dumps(doc))
+            try:
+                await self.runtime.update(c.runtime_id, path)
+            except RuntimeError_ as e:
+                raise WrongState(f"update of {c.id}: {e}") from e
+            c.resources = r
+        LOG.info("container %s updated: %s", c.runtime_id, r)
+        return c
 
     async def exec(self, pod_id: str, container_id: str, command: Sequence[str],
                    env: Sequence[str], *, tty: bool) -> ExecProcess:

@@ -14,6 +14,7 @@ from typing import Any
 
 from init.services.pod import imagefiles, seccomp
 from init.services.pod.errors import InvalidPod
+from init.services.pod.resources import DEFAULT_PIDS
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -44,10 +45,6 @@ DEVICES: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}] + [
     {"allow": True, "type": "c", "major": major, "access": "rwm",
      **({"minor": minor} if minor is not None else {})}
     for major, minor in _DEVICES_ALLOWED]
-
-# Processes per container (threads count): far beyond a service's needs, far below the kernel's
-# pid_max, so one container cannot take every pid of the VM and leave the init none to spawn.
-PIDS_LIMIT = 4096
 
 MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
           "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -132,11 +129,14 @@ def process(*, entrypoint: Sequence[str], cmd: Sequence[str], image_env: Sequenc
     return Process(argv, merge_env(image_env, env), cwd, uid, gid)
 
 
-def config(proc: Process, *, rootfs: Path, hostname: str,
-           etc_files: dict[str, Path]) -> dict[str, Any]:
-    """config.json: fresh pid/mount/ipc/uts namespaces; the network namespace is the VM's own,
-    shared by every container of the pod."""
-    namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "mount", "ipc", "uts")]
+def config(proc: Process, *, rootfs: Path, hostname: str, etc_files: dict[str, Path],
+           resources: dict[str, Any] | None = None,
+           cgroups_path: str | None = None) -> dict[str, Any]:
+    """config.json: fresh pid/mount/ipc/uts/cgroup namespaces; the network namespace is the VM's
+    own, shared by every container of the pod. `resources`: linux.resources (resources.py);
+    `cgroups_path`: where the runtime puts the container (cgroups.py), else its own choice."""
+    namespaces: list[dict[str, str]] = [{"type": t} for t in ("pid", "mount", "ipc", "uts",
+                                                              "cgroup")]
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -177,7 +177,9 @@ def config(proc: Process, *, rootfs: Path, hostname: str,
             "maskedPaths": MASKED,
             "readonlyPaths": READONLY,
             # A fork bomb stops at its own limit, short of the VM's process table.
-            "resources": {"pids": {"limit": PIDS_LIMIT}, "devices": DEVICES},
+            "resources": {**(resources or {"pids": {"limit": DEFAULT_PIDS}}),
+                          "devices": DEVICES},
             "seccomp": seccomp.profile(caps),
+            **({"cgroupsPath": cgroups_path} if cgroups_path else {}),
         },
     }

@@ -185,5 +185,10 @@ class Runtime:
     async def kill(self, cid: str, signal: str) -> None:
         await self._checked(["kill", cid, signal])
 
+    async def update(self, cid: str, resources_file: Path) -> None:
+        """Change a running container's cgroup limits (`update --resources FILE`, runc's and
+        crun's flag alike)."""
+        await self._checked(["update", "--resources", str(resources_file), cid])
+
     async def delete(self, cid: str) -> None:
         await self._checked(["delete", "--force", cid])
