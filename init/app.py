@@ -22,6 +22,7 @@ from init import hooks, log, openssl, precompiled
 from init.api.listeners import ListenError
 from init.api.server import ApiServer
 from init.config import Config
+from init.services.events import Events
 from init.system import (
     cgroups,
     console,
@@ -72,7 +73,8 @@ class Init:
         self._background: set[asyncio.Task[Any]] = set()
         self._api: ApiServer | None = None
         self.network: NetworkManager | None = None  # PID 1 mode only
-        self.images = _image_service(cfg)
+        self.events = Events()
+        self.images = _image_service(cfg, self.events)
 
     def _pod_service(self) -> PodService:
         from init.services.pod.service import PodService
@@ -85,7 +87,7 @@ class Init:
             address = netinfo.first_ipv4
         return PodService(self.cfg.data_dir, self.cfg.runtime, self.reaper, self.images,
                           address=address, default_grace=self.cfg.shutdown_grace,
-                          cgroup_tree=self.cgroup_tree)
+                          cgroup_tree=self.cgroup_tree, events=self.events)
 
     def request_shutdown(self, reason: str, grace_seconds: float | None = None) -> None:
         """Begin the way down (new work is refused from now on); asked again with a shorter
@@ -218,14 +220,14 @@ class Init:
             await asyncio.wait(list(self._background), timeout=2.0)
 
 
-def _image_service(cfg: Config) -> ImageService:
+def _image_service(cfg: Config, events: Events) -> ImageService:
     """The image service on the data directory; its store and the credentials file are read
     on first use, so an init that never pulls pays (almost) nothing for it."""
     from init.services.image.service import ImageService
 
     return ImageService(cfg.data_dir, cfg.insecure_registries,
                         credentials_file=cfg.registry_auth, ca_files=cfg.ca_files,
-                        max_pulls=max(cfg.max_pulls, 1))
+                        max_pulls=max(cfg.max_pulls, 1), events=events)
 
 
 async def _loopback_up() -> None:

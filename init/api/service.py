@@ -20,6 +20,7 @@ from grpclib.exceptions import StreamTerminatedError
 from grpclib.server import Stream
 
 from init.api import images as images_api
+from init.api import observe
 from init.api import pods as pods_api
 from init.net import netinfo
 from init.services.errors import ServiceError
@@ -184,3 +185,5 @@ class OneService(one_service.OneServiceBase):
     Logs = _on_pods(pods_api.logs_rpc)
     Exec = _on_pods(pods_api.exec_rpc)
     UpdateContainer = _on_pods(pods_api.update)
+    Stats = _on_pods(observe.stats)
+    Events = _on_pods(observe.events)

@@ -17,7 +17,8 @@ from onectl.commands import (
     pull,
     run,
     shutdown,
+    stats,
     update,
 )
 
-MODULES = (health, netinfo, shutdown, run, pull, images, pod, pod_logs, pod_exec, update)
+MODULES = (health, netinfo, shutdown, run, pull, images, pod, pod_logs, pod_exec, update, stats)

@@ -150,3 +150,46 @@ def test_slow_pulls_do_not_starve_the_other_rpcs(env: Env, image_proxy: Proxy,
         for s in streams:
             s.cancel()
         image_proxy.trickle = None
+
+
+def test_stats_and_events_over_grpcio(env: Env) -> None:
+    """Events as they happen (a reader started first), then Stats of a container that wrote."""
+    seen: list[one_pb2.Event] = []
+    stream = env.stub.Events(one_pb2.EventsRequest(), timeout=CALL)
+
+    def follow() -> None:
+        try:
+            for event in stream:
+                seen.append(event)
+        except grpc.RpcError:
+            pass  # cancelled at the end
+
+    stream.initial_metadata()  # sent once the init listens for us
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    run_pod(env, "busy", ctr("c", env.image, "sh", "-c",
+                             "busybox dd if=/dev/zero of=/tmp/f bs=1024 count=2048 2>/dev/null; "
+                             "echo written; exec busybox sleep 600"))
+    deadline = time.monotonic() + 30
+    while b"written" not in b"".join(m.data for m in env.stub.Logs(
+            one_pb2.LogsRequest(pod_id="busy"), timeout=CALL)):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    got = env.stub.Stats(one_pb2.StatsRequest(pod_id="busy"), timeout=CALL)
+    (pod,) = got.pods
+    (c,) = pod.containers
+    assert c.container_id == "c" and c.log_bytes == len(b"written\n")
+    assert c.writable_layer_bytes >= 2 << 20  # the 2 MiB it wrote over its image
+    assert got.vm.memory_total_bytes > got.vm.memory_available_bytes > 0
+    assert got.vm.cpus >= 1 and got.vm.data_free_bytes > 0
+    env.stub.StopPod(one_pb2.StopPodRequest(id="busy", timeout_seconds=1), timeout=CALL)
+    deadline = time.monotonic() + 30
+    while not any(e.kind == "pod_state" and e.state == "STOPPED" for e in seen):
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.2)
+    stream.cancel()
+    kinds = [(e.kind, e.pod_id, e.container_id, e.state, e.reason) for e in seen]
+    assert ("container_started", "busy", "c", "", "") in kinds, kinds
+    assert ("pod_state", "busy", "", "RUNNING", "") in kinds, kinds
+    assert ("container_exited", "busy", "c", "", "Killed") in kinds, kinds
+    assert ("pod_state", "busy", "", "STOPPED", "") in kinds, kinds

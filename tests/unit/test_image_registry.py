@@ -73,7 +73,8 @@ def test_is_loopback() -> None:
 def test_nothing_heavy_is_imported_before_the_first_pull() -> None:
     code = ("import sys, init.app\n"
             "from init.config import from_cmdline\n"
-            "init.app._image_service(from_cmdline(''))\n"
+            "from init.services.events import Events\n"
+            "init.app._image_service(from_cmdline(''), Events())\n"
             "heavy = ['tarfile', 'http.client', 'init.services.image.zstd', 'gzip',\n"
             "         'init.services.image.puller', 'init.services.image.store']\n"
             "print(' '.join(m for m in heavy if m in sys.modules))\n")

@@ -71,6 +71,7 @@ class FakeInitService(OneServiceBase):
     CreatePod = StartPod = StopPod = DeletePod = GetPod = ListPods = _unimplemented  # type: ignore[assignment]
     Logs = Exec = _unimplemented  # type: ignore[assignment]
     PullImage = ListImages = RemoveImage = UpdateContainer = _unimplemented  # type: ignore[assignment]
+    Stats = Events = _unimplemented  # type: ignore[assignment]
 
 
 class FakeInit:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from init.services.events import Event, Events
 from init.services.image.errors import ImageInUse, ImageNotFound
 from init.system import libc
 
@@ -50,7 +51,8 @@ class ImageService:
     def __init__(self, data_dir: Path, insecure_registries: Collection[str] = (),
                  credentials: Mapping[str, Credential] | None = None, *,
                  credentials_file: Path | None = None, ca_files: Sequence[Path] = (),
-                 max_pulls: int = 4) -> None:
+                 max_pulls: int = 4, events: Events | None = None) -> None:
+        self.events = events or Events()
         """`credentials`: registry host[:port] → user and password; `credentials_file` (Docker's
         config.json shape) adds to them, read on the first pull. `ca_files`: PEM CAs trusted for
         registries besides the system store."""
@@ -160,6 +162,7 @@ class ImageService:
 
         # What an image costs the VM, for whoever sizes it (in memory without a data disk).
         LOG.info("image %s ready (%d bytes of layers); %s", key, image.size, meminfo.summary())
+        self.events.publish(Event("image_pulled", image=key))
         return image
 
     async def ensure(self, ref: str, progress_cb: ProgressCallback | None = None) -> Image:
@@ -285,6 +288,8 @@ class ImageService:
         if delete_image:
             await asyncio.to_thread(store.forget_image, image)
             removed.append(image)
+        for what in removed:
+            self.events.publish(Event("image_removed", image=what))
         return removed
 
     async def collect(self) -> None:

@@ -75,6 +75,7 @@ class Container:
     cgroup: Path | None = None  # its cgroup2 directory, read when it started
     oom_kills_at_start: int = 0
     resources: Resources | None = None  # in force; None: the spec's
+    pod_id: str = ""
 
     @property
     def id(self) -> str:

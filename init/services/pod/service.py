@@ -9,6 +9,7 @@ runtime's `create` has exited), never from polling.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import logging
@@ -22,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from init.services.cancel import to_the_end
 from init.services.errors import ShuttingDown
+from init.services.events import Event, Events
 from init.services.pod import ids, rootfs, spec
 from init.services.pod import resources as pod_resources
+from init.services.pod import usage as usage_mod
 from init.services.pod.errors import InvalidPod, PodExists, PodNotFound, WrongState
 from init.services.pod.model import (
     Container,
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
     from init.services.task.exec import ExecProcess
 
 LOG = logging.getLogger("mvirt-one")
+PodUsages = builtins.list[tuple[Pod, builtins.list[usage_mod.Usage]]]
 # The longest grace a container gets between SIGTERM and SIGKILL (StopPod, Shutdown): a client
 # asking for years would pin the VM's power-off.
 MAX_GRACE = 600.0
@@ -64,10 +68,12 @@ class PodService:
     def __init__(self, data_dir: Path, runtime: Path, reaper: Reaper, images: ImageService, *,
                  address: AddressLookup, default_grace: float, no_pivot: bool | None = None,
                  resolv_conf: Path = Path("/etc/resolv.conf"),
-                 cgroup_tree: cgroups.Tree | None = None) -> None:
+                 cgroup_tree: cgroups.Tree | None = None, events: Events | None = None) -> None:
+        self.events = events or Events()
         self.cgroup_tree = cgroup_tree  # PID 1 mode: the pods' cgroup (cgroups.py)
         self.default_pids = pod_resources.default_pids(
             cgroup_tree.pids_max if cgroup_tree else None)
+        self.data_dir = data_dir
         self.dir = data_dir / "pods"
         self.runtime = Runtime(runtime, data_dir / "runtime", reaper, no_pivot=no_pivot)
         self.reaper = reaper
@@ -201,7 +207,7 @@ class PodService:
             # away: the same client's retry must not get ALREADY_EXISTS for that.
             await asyncio.wait([existing.settling])
         pod_dir = self.dir / pod_id
-        containers = [Container(s, f"{pod_id}_{i}", pod_dir / "containers" / s.id)
+        containers = [Container(s, f"{pod_id}_{i}", pod_dir / "containers" / s.id, pod_id=pod_id)
                       for i, s in enumerate(specs)]
         pod = Pod(pod_id, name or pod_id, pod_dir, containers)
         self.pods[pod_id] = pod  # from here on, the id is taken
@@ -379,6 +385,13 @@ class PodService:
             c.state = CState.STOPPED
         c.exited.set()
         LOG.info("container %s exited (code %d): %s", c.runtime_id, c.exit_code, c.reason)
+        if c.reason == "OOMKilled":
+            self.events.publish(Event("container_oom_killed", c.pod_id, c.id))
+        self.events.publish(Event("container_exited", c.pod_id, c.id, reason=c.reason,
+                                  exit_code=c.exit_code))
+        pod = self.pods.get(c.pod_id)
+        if pod is not None:
+            self.events.publish(Event("pod_state", pod.id, state=pod.state.name))
 
     # --- start / stop / delete ---------------------------------------------------------------
 
@@ -402,8 +415,10 @@ class PodService:
                     break
                 if not c.exited.is_set():
                     c.state = CState.RUNNING
+                    self.events.publish(Event("container_started", pod.id, c.id))
             if pod.error:
                 await self._stop(pod, 0.0, locked=True)
+        self.events.publish(Event("pod_state", pod.id, state=pod.state.name))
         from init.system import meminfo
 
         # The init's own memory with pods running, for whoever sizes the VM.
@@ -463,6 +478,15 @@ class PodService:
         # on a container whose runtime state is gone; a pid is only reused after we reap it.
         with contextlib.suppress(ProcessLookupError):
             os.kill(c.pid, signal.Signals[f"SIG{name}"])
+
+    async def usage(self, pod_id: str = "") -> PodUsages:
+        """Each pod's containers' usage now (one pod, or every pod)."""
+        pods = [self.get(pod_id)] if pod_id else [*self.pods.values()]
+
+        def read() -> PodUsages:
+            return [(p, [usage_mod.of(c) for c in p.containers]) for p in pods]
+
+        return await asyncio.to_thread(read)
 
     async def update(self, pod_id: str, container_id: str, r: Resources) -> Container:
         """A running container's limits, replaced (`docker update`): the runtime writes its
