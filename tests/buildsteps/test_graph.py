@@ -22,7 +22,8 @@ from tests.buildsteps import certs
 
 ROOT = Path(__file__).resolve().parents[2]
 DOIT = str(Path(sys.executable).parent / "doit")
-OUTPUTS = ("initramfs.cpio.gz", "initramfs.cpio.zst", "mvirt-one.efi", "bzImage", "cmdline")
+OUTPUTS = ("initramfs.cpio.gz", "initramfs.cpio.zst", "mvirt-one.efi", "bzImage", "cmdline",
+           "mvirt-one.spdx.json")
 
 pytestmark = pytest.mark.host
 
@@ -52,8 +53,8 @@ FIRST_BUILD: dict[str, str] = {}
 def clone_a(tmp_path_factory: pytest.TempPathFactory) -> Path:
     clone = tmp_path_factory.mktemp("graph") / "a"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    ran = _executed(_doit(clone, "uki"))
-    assert {"proto", "kernel", "runtime", "init", "initramfs", "uki"} <= ran
+    ran = _executed(_doit(clone, "uki", "sbom"))
+    assert {"proto", "kernel", "runtime", "init", "initramfs", "uki", "sbom"} <= ran
     FIRST_BUILD.update(_digests(clone))  # before any test edits the clone
     return clone
 
@@ -149,7 +150,7 @@ def test_everything_in_target_is_a_declared_target(clone_a: Path) -> None:
 def test_two_clean_builds_are_byte_identical(clone_a: Path, tmp_path: Path) -> None:
     clone_b = tmp_path / "b"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone_b)], check=True)
-    _doit(clone_b, "uki")
+    _doit(clone_b, "uki", "sbom")
     assert _digests(clone_b) == FIRST_BUILD
 
 
