@@ -389,8 +389,8 @@ def _read_entry(buf: memoryview, pos: int, end: int, entry: tuple[Field, Field],
         number, wire = tag >> 3, tag & 7
         f = {1: key_f, 2: value_f}.get(number)
         if f is None:
-            if number == 0:
-                raise DecodeError("invalid field number 0")
+            if not 0 < number <= MAX_FIELD:
+                raise DecodeError(f"invalid field number {number}")
             pos = _skip(buf, pos, end, wire)
         elif wire != f.wire:
             raise DecodeError(f"map entry {f.name}: wire type {wire} where {f.wire} belongs")

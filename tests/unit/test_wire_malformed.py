@@ -172,6 +172,7 @@ def test_a_tag_longer_than_it_needs_names_its_field() -> None:
     ("Container", varint(1 << 32 | 2) + b"\x00", "invalid field number"),
     ("ImageInfo", b"\x6a\x04\x0a\x02\xff\xfe", "invalid UTF-8"),  # a map key
     ("ImageInfo", b"\x6a\x02\x00\x00", "invalid field number 0"),  # in a map entry
+    ("ImageInfo", b"\x6a\x06" + varint(1 << 32 | 0) + b"\x00", "invalid field number"),
     ("ExecInput", b"\x0a\x03\x0a\x05a", "past the end"),  # inside the oneof's message
 ])
 def test_malformed_input_names_the_fault(message: str, data: bytes, error: str) -> None:
