@@ -87,7 +87,9 @@ class Init:
             address = netinfo.first_ipv4
         return PodService(self.cfg.data_dir, self.cfg.runtime, self.reaper, self.images,
                           address=address, default_grace=self.cfg.shutdown_grace,
-                          cgroup_tree=self.cgroup_tree, events=self.events)
+                          cgroup_tree=self.cgroup_tree, events=self.events,
+                          log_max_bytes=max(self.cfg.log_max_size, 4096),
+                          log_max_files=max(self.cfg.log_max_files, 1))
 
     def request_shutdown(self, reason: str, grace_seconds: float | None = None) -> None:
         """Begin the way down (new work is refused from now on); asked again with a shorter

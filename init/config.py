@@ -203,6 +203,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data_size", "data_size", None, _size, "50%",
             "size of the data tmpfs when there is no data disk (a share of MemAvailable at "
             "boot, or a size)", metavar="SIZE"),
+    Setting("log_max_size", "log_max_size", "--log-max-size", _bytes, 10 << 20,
+            "a container's log file is rotated at this size (as the kubelet's "
+            "containerLogMaxSize)", metavar="SIZE", shown="10M"),
+    Setting("log_max_files", "log_max_files", "--log-max-files", _count, 5,
+            "log files kept per container output, the current one included "
+            "(containerLogMaxFiles)", metavar="N"),
     Setting("max_pulls", "max_pulls", "--max-pulls", _count, 4,
             "pulls that run at once (each a thread of its own pool; more wait their turn)",
             metavar="N"),
@@ -262,6 +268,8 @@ class Config:
     data_size: str
     memory_reserve: int
     max_pulls: int
+    log_max_size: int
+    log_max_files: int
     pids_reserve: int
     hostname_explicit: bool = False  # one.hostname given: a DHCP host name does not replace it
     unknown: tuple[str, ...] = ()  # one.* keys nobody knows, for the log

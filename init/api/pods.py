@@ -16,7 +16,7 @@ from grpclib.server import Stream
 
 from init.api.calls import request as _request
 from init.services.pod import logs
-from init.services.pod.model import Container, ContainerSpec, CState, Pod, Resources
+from init.services.pod.model import Container, ContainerSpec, Pod, Resources
 from init.services.pod.service import PodService
 from oneproto import one_msgs
 
@@ -141,9 +141,10 @@ async def _send_merged(stream: Stream[Any, Any], sources: Sequence[AsyncIterator
 
 # --- logs ------------------------------------------------------------------------------------
 
-async def _one_log(c: Container, name: str, r: Any) -> AsyncIterator[one_msgs.LogsResponse]:
-    async for chunk in logs.read(str(c.log_path(name)), tail=r.tail_lines, follow=r.follow,
-                                 finished=lambda: c.exited.is_set() or c.state == CState.FAILED):
+async def _one_log(pods: PodService, c: Container, name: str,
+                   r: Any) -> AsyncIterator[one_msgs.LogsResponse]:
+    async for chunk in logs.read(c.log_path(name), max_files=pods.log_max_files,
+                                 tail=r.tail_lines, follow=r.follow, finished=c.logs_complete):
         yield one_msgs.LogsResponse(container_id=c.id, data=chunk, is_stderr=name == "stderr")
 
 
@@ -151,7 +152,7 @@ async def logs_rpc(pods: PodService, stream: Stream[Any, Any]) -> None:
     r = await _request(stream)
     pod = pods.get(r.pod_id)
     containers = [pod.container(r.container_id)] if r.container_id else pod.containers
-    sources = [_one_log(c, n, r) for c in containers for n in ("stdout", "stderr")]
+    sources = [_one_log(pods, c, n, r) for c in containers for n in ("stdout", "stderr")]
     if not r.follow:
         for source in sources:
             async for msg in source:

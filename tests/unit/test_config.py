@@ -64,6 +64,7 @@ NON_DEFAULT_VALUES = {
     "search": "example.org", "insecure_registries": "reg.example:5000",
     "registry_auth": "/etc/auth.json", "ca_file": "/etc/extra-ca.pem",
     "memory_reserve": "48M", "pids_reserve": "64", "max_pulls": "2",
+    "log_max_size": "1M", "log_max_files": "3",
 }
 
 

@@ -7,7 +7,10 @@ import asyncio
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from init.services.pod.logwriter import LogWriter
 
 
 class RunningCounts(NamedTuple):
@@ -76,6 +79,14 @@ class Container:
     oom_kills_at_start: int = 0
     resources: Resources | None = None  # in force; None: the spec's
     pod_id: str = ""
+    # Its stdout and stderr on their way into the log files (logwriter.py).
+    writers: dict[str, LogWriter] = field(default_factory=dict)
+
+    def logs_complete(self) -> bool:
+        """Every byte it will ever write is in its log files."""
+        if self.writers:
+            return all(w.done.is_set() for w in self.writers.values())
+        return self.exited.is_set() or self.state == CState.FAILED
 
     @property
     def id(self) -> str:

@@ -28,6 +28,7 @@ from init.services.pod import ids, rootfs, spec
 from init.services.pod import resources as pod_resources
 from init.services.pod import usage as usage_mod
 from init.services.pod.errors import InvalidPod, PodExists, PodNotFound, WrongState
+from init.services.pod.logwriter import LogWriter
 from init.services.pod.model import (
     Container,
     ContainerSpec,
@@ -68,7 +69,10 @@ class PodService:
     def __init__(self, data_dir: Path, runtime: Path, reaper: Reaper, images: ImageService, *,
                  address: AddressLookup, default_grace: float, no_pivot: bool | None = None,
                  resolv_conf: Path = Path("/etc/resolv.conf"),
-                 cgroup_tree: cgroups.Tree | None = None, events: Events | None = None) -> None:
+                 cgroup_tree: cgroups.Tree | None = None, events: Events | None = None,
+                 log_max_bytes: int = 10 << 20, log_max_files: int = 5) -> None:
+        self.log_max_bytes = log_max_bytes  # a log file's size before it is rotated
+        self.log_max_files = log_max_files  # files kept per output, the current one included
         self.events = events or Events()
         self.cgroup_tree = cgroup_tree  # PID 1 mode: the pods' cgroup (cgroups.py)
         self.default_pids = pod_resources.default_pids(
@@ -312,17 +316,18 @@ class PodService:
             (c.dir / "config.json").write_text(json.dumps(doc, indent=1))
 
         await to_the_end(asyncio.to_thread(bundle))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        out = os.open(c.log_path("stdout"), flags, 0o640)
-        err = os.open(c.log_path("stderr"), flags, 0o640)
+        for name in ("stdout", "stderr"):
+            c.writers[name] = LogWriter(c.log_path(name), max_bytes=self.log_max_bytes,
+                                        max_files=self.log_max_files)
         c.in_runtime = True
         c.since = clock()
         try:
-            c.pid = await self.runtime.create(c.runtime_id, c.dir, c.dir / "pid", stdout=out,
-                                              stderr=err)
+            c.pid = await self.runtime.create(c.runtime_id, c.dir, c.dir / "pid",
+                                              stdout=c.writers["stdout"].write_end,
+                                              stderr=c.writers["stderr"].write_end)
         finally:
-            os.close(out)
-            os.close(err)
+            for writer in c.writers.values():
+                writer.start()  # the container (if any) holds the write ends now
         c.state = CState.CREATED
         c.cgroup = cgroups.path_of(c.pid)
         if c.cgroup is not None:
