@@ -78,7 +78,8 @@ def _wait(what: str, timeout: float, check: Callable[[], object]) -> None:
 def _oom_kills(machine: Machine) -> list[str]:
     """The names of the processes the kernel's OOM killer took so far."""
     assert machine.vm is not None
-    return re.findall(r"Out of memory: Killed process \d+ \((\S+)\)", machine.vm.console())
+    # The VM's own ("Out of memory") or, bounded by the pods' cgroup, the cgroup's.
+    return re.findall(r"[Oo]ut of memory: Killed process \d+ \((\S+)\)", machine.vm.console())
 
 
 def test_faults_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
