@@ -111,13 +111,19 @@ def path_of(pid: int, root: Path = ROOT) -> Path | None:
     return None
 
 
-def oom_kills(group: Path) -> int:
-    """How many processes the OOM killer took in this cgroup and below (memory.events)."""
+def keyed(group: Path, name: str, key: str) -> int:
+    """A value of a flat keyed cgroup file ("key value" lines: memory.events, cpu.stat); 0 if
+    the file or the key is not there."""
     try:
-        for line in (group / "memory.events").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
+        for line in (group / name).read_text().splitlines():
+            k, _, value = line.partition(" ")
+            if k == key:
                 return int(value)
     except (OSError, ValueError):
         pass
     return 0
+
+
+def oom_kills(group: Path) -> int:
+    """How many processes the OOM killer took in this cgroup and below (memory.events)."""
+    return keyed(group, "memory.events", "oom_kill")

@@ -20,18 +20,15 @@ from oneproto import one_pb2
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.local import FROZEN, SOURCE_INIT, LocalInit
-from tests.fixtures.pods import CALL, HOST_PODS, Env, ctr, pod_env, run_pod, wait_state, wait_until
-from tests.fixtures.runtimes import crun_hybrid, pod_runtime, runc
+from tests.fixtures.pods import CALL, HOST_PODS, Env, ctr, run_pod, wait_state, wait_until
+from tests.fixtures.runtimes import crun_hybrid, runc
 
 pytestmark = HOST_PODS
 
 
-@pytest.fixture(params=["runc", "crun"])
-def env(request: pytest.FixtureRequest, tmp_path: Path, image_registry: Registry,
-        busybox_image: Pushed) -> Iterator[Env]:
-    with pod_env(tmp_path, pod_runtime(request.param, tmp_path),
-                 f"{image_registry.address}/{busybox_image.name}") as e:
-        yield e
+@pytest.fixture
+def env(pods_both_runtimes: Env) -> Env:
+    return pods_both_runtimes
 
 
 def logs(env: Env, pod_id: str, **kw: object) -> tuple[bytes, bytes]:

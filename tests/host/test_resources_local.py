@@ -24,12 +24,9 @@ from tests.fixtures.runtimes import pod_runtime
 pytestmark = HOST_PODS
 
 
-@pytest.fixture(params=["runc", "crun"])
-def env(request: pytest.FixtureRequest, tmp_path: Path, image_registry: Registry,
-        busybox_image: Pushed) -> Iterator[Env]:
-    with pod_env(tmp_path, pod_runtime(request.param, tmp_path),
-                 f"{image_registry.address}/{busybox_image.name}") as e:
-        yield e
+@pytest.fixture
+def env(pods_both_runtimes: Env) -> Env:
+    return pods_both_runtimes
 
 
 def test_why_a_container_stopped(env: Env) -> None:

@@ -8,16 +8,12 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import h2.config
-import h2.connection
-import h2.events
 import pytest
 
 from oneproto import one_pb2
@@ -26,6 +22,7 @@ from tests.fixtures.images.proxy import Proxy
 from tests.fixtures.images.registry import Registry
 from tests.fixtures.local import SOURCE_INIT, LocalInit
 from tests.fixtures.pods import CALL, HOST_PODS, Env, ctr, pod_env, run_pod, wait_until
+from tests.fixtures.rawh2 import raw_call
 from tests.fixtures.runtimes import runc
 
 pytestmark = HOST_PODS
@@ -152,32 +149,8 @@ def test_delete_during_a_pulling_create_cancels_it(env: Env, image_proxy: Proxy,
                                          timeout=CALL)) == grpc.StatusCode.NOT_FOUND
 
 
-def _no_message(socket_path: str, method: str) -> dict[str, str]:
-    """A call whose request stream ends with its headers: no message at all (grpcio always
-    sends one)."""
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
-    conn.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "init"),
-                          (":path", f"/mvirt.one.OneService/{method}"),
-                          ("content-type", "application/grpc"), ("te", "trailers")],
-                      end_stream=True)
-    headers: dict[str, str] = {}
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(socket_path)
-        s.sendall(conn.data_to_send())
-        s.settimeout(CALL)
-        while "grpc-status" not in headers:
-            data = s.recv(65536)
-            assert data, f"closed before a status: {headers}"
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
-                    headers.update((k.decode(), v.decode()) for k, v in event.headers)
-            s.sendall(conn.data_to_send())
-    return headers
-
-
 @pytest.mark.parametrize("method", ["PullImage", "RemoveImage"])
 def test_an_empty_image_request_is_invalid_not_internal(env: Env, method: str) -> None:
-    headers = _no_message(env.init.listen.removeprefix("unix:"), method)
+    headers = raw_call(env.init.listen.removeprefix("unix:"), method, None, timeout=CALL)
     assert headers["grpc-status"] == str(grpc.StatusCode.INVALID_ARGUMENT.value[0]), headers
 

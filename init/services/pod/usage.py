@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from init.services.pod.model import Container
+from init.system import cgroups
 
 
 @dataclass(frozen=True)
@@ -25,17 +26,6 @@ def _number(path: Path) -> int:
         return int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def _cpu_usec(group: Path) -> int:
-    try:
-        for line in (group / "cpu.stat").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "usage_usec":
-                return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def tree_bytes(top: Path) -> int:
@@ -68,7 +58,7 @@ def of(c: Container) -> Usage:
     logs = sum(p.stat().st_size for p in c.dir.glob("std*.log*") if p.is_file())
     if group is None or not group.is_dir():
         return Usage(c.id, log_bytes=logs, writable_layer_bytes=tree_bytes(c.dir / "upper"))
-    return Usage(c.id, cpu_usage_usec=_cpu_usec(group),
+    return Usage(c.id, cpu_usage_usec=cgroups.keyed(group, "cpu.stat", "usage_usec"),
                  memory_current_bytes=_number(group / "memory.current"),
                  memory_peak_bytes=_number(group / "memory.peak"),
                  pids_current=_number(group / "pids.current"),
