@@ -99,13 +99,27 @@ def container_path(tree: Tree, pod_id: str, container_id: str) -> str:
     return "/" + "/".join((tree.pods.name, pod_id, container_id))
 
 
-def path_of(pid: int, root: Path = ROOT) -> Path | None:
+def unified_root(mountinfo: str = "/proc/self/mountinfo") -> Path:
+    """Where cgroup2 is mounted: /sys/fs/cgroup in the VM, /sys/fs/cgroup/unified on a host
+    with the hybrid layout."""
+    try:
+        with open(mountinfo) as f:
+            for line in f:
+                before, _, after = line.partition(" - ")
+                if after.split(" ", 1)[0] == "cgroup2":
+                    return Path(before.split()[4])
+    except OSError:
+        pass
+    return ROOT
+
+
+def path_of(pid: int, root: Path | None = None) -> Path | None:
     """The cgroup2 directory a process is in (its "0::" line), or None."""
     try:
         with open(f"/proc/{pid}/cgroup") as f:
             for line in f:
                 if line.startswith("0::"):
-                    return root / line[3:].strip().lstrip("/")
+                    return (root or unified_root()) / line[3:].strip().lstrip("/")
     except OSError:
         return None
     return None

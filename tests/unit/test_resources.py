@@ -3,6 +3,7 @@ before anything is made, and what config.json asks the runtime for."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,16 @@ def test_the_pods_cgroup_tree(tmp_path: Path) -> None:
     events.mkdir()
     (events / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 2\noom_kill 1\n")
     assert cgroups.oom_kills(events) == 1 and cgroups.oom_kills(tmp_path / "none") == 0
+
+
+def test_the_unified_hierarchy_is_found_where_it_is_mounted(tmp_path: Path) -> None:
+    hybrid = tmp_path / "mountinfo"
+    hybrid.write_text(
+        "35 24 0:30 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n")
+    assert cgroups.unified_root(str(hybrid)) == Path("/sys/fs/cgroup/unified")
+    plain = tmp_path / "plain"
+    plain.write_text("30 1 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n")
+    assert cgroups.unified_root(str(plain)) == Path("/sys/fs/cgroup")
+    me = cgroups.path_of(os.getpid())
+    assert me is not None and me.is_dir()  # this process's own cgroup, on this host
