@@ -89,7 +89,8 @@ class Init:
                           address=address, default_grace=self.cfg.shutdown_grace,
                           cgroup_tree=self.cgroup_tree, events=self.events,
                           log_max_bytes=max(self.cfg.log_max_size, 4096),
-                          log_max_files=max(self.cfg.log_max_files, 1))
+                          log_max_files=max(self.cfg.log_max_files, 1),
+                          own_writable_space=self.cfg.mode == "pid1")
 
     def request_shutdown(self, reason: str, grace_seconds: float | None = None) -> None:
         """Begin the way down (new work is refused from now on); asked again with a shorter

@@ -96,12 +96,12 @@ async def remove(images: ImageService, pods: PodService | None,
                  ) -> None:
     request = await calls.request(stream)
     if pods is None:
-        removed = await images.remove(request.reference)
+        removed = await images.remove(request.reference, collect=False)
     else:
         # From the in-use check to the end: a container taking the image meanwhile waits, then
         # finds it gone and pulls it again.
         async with pods.image_use:
-            removed = await images.remove(request.reference, pods.image_in_use)
+            removed = await images.remove(request.reference, pods.image_in_use, collect=False)
     # Blobs go once no pull runs; CreatePod (which needs image_use) does not wait for that.
     await images.collect()
     await stream.send_message(one_msgs.RemoveImageResponse(removed=removed))

@@ -45,8 +45,14 @@ FORMAT_TIMEOUT = 120.0
 FSCK_TIMEOUT = 300.0
 MIN_TMPFS = 16 << 20
 MOUNT_FLAGS = libc.MS_NOATIME | libc.MS_NODEV | libc.MS_NOSUID
+# The blocks ext4 keeps back (mke2fs -m, percent) are the init's alone: it has CAP_SYS_RESOURCE,
+# containers have not (and their overlays are mounted without it: rootfs.py), and the reserve's
+# owner is a uid nobody runs as (ext4 lets that uid, root by default, have them too). A container
+# that fills the disk leaves the init room for its logs, images and files.
 # Never errors=panic: with panic=-1 on the command line that is a reboot loop.
-MOUNT_DATA = "errors=remount-ro"
+RESERVED_PERCENT = "2"
+RESERVE_OWNER = 2147483646
+MOUNT_DATA = f"errors=remount-ro,resuid={RESERVE_OWNER},resgid={RESERVE_OWNER}"
 
 
 class DataDiskError(RuntimeError):
@@ -141,7 +147,7 @@ async def _run(argv: list[str], reaper: Reaper, timeout: float, log: Path) -> tu
 async def _format(disk: Disk, label: str, reaper: Reaper, log: Path) -> None:
     # Lazy inode table and journal initialisation: formatting writes a few MiB, not the
     # journal's 64 MiB of zeros (slow under emulation; the kernel finishes it in the background).
-    argv = [MKE2FS, "-q", "-t", "ext4", "-L", label, "-m", "0",
+    argv = [MKE2FS, "-q", "-t", "ext4", "-L", label, "-m", RESERVED_PERCENT,
             "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", disk.path]
     status, last = await _run(argv, reaper, FORMAT_TIMEOUT, log)
     if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):

@@ -87,3 +87,44 @@ def release_free_heap() -> bool:
         return False
     trim(ctypes.c_size_t(0))
     return True
+
+
+# capget/capset (linux/capability.h, version 3: two 32-bit words per set).
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+CAP_SYS_RESOURCE = 24
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _caps() -> tuple[_CapHeader, ctypes.Array[_CapData]]:
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    return header, data
+
+
+def has_effective(cap: int) -> bool:
+    """Whether this thread holds `cap` in its effective set."""
+    try:
+        _, data = _caps()
+    except OSError:
+        return False
+    return bool(data[cap // 32].effective & (1 << (cap % 32)))
+
+
+def set_effective(cap: int, on: bool) -> bool:
+    """Raise or lower one capability in this thread's effective set (capabilities are per
+    thread); returns whether it was effective before."""
+    header, data = _caps()
+    word, bit = cap // 32, 1 << (cap % 32)
+    was = bool(data[word].effective & bit)
+    data[word].effective = (data[word].effective | bit) if on else (data[word].effective & ~bit)
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    return was

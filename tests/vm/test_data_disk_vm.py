@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,8 @@ def test_without_a_disk_large_pulls_fail_cleanly(artifacts: Artifacts, tmp_path:
 
 
 def test_data_disk_survives_a_reboot(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
-                                     debian_image: Pushed, machines: list[Machine]) -> None:
+                                     debian_image: Pushed, busybox_image: Pushed,
+                                     machines: list[Machine]) -> None:
     disk = tmp_path / "data.img"
     with open(disk, "wb") as f:
         f.truncate(2 << 30)  # blank and sparse, as `onectl run --data-disk` makes it
@@ -106,5 +108,32 @@ def test_data_disk_survives_a_reboot(artifacts: Artifacts, tmp_path: Path, image
     assert again.returncode == 0, again.stderr
     assert onectl("-a", address, "pod", "start", "deb", timeout=120).returncode == 0
     assert image_proxy.requests("GET") == []  # nothing transferred
+    _healthy(address)
+    # A container fills the disk: it stops at the blocks kept for the init, whose own writes
+    # (an image pulled: blobs, rootfs, metadata) go on; a new container needs writable space of
+    # its own, so it waits for the filler's to be freed.
+    fill = tmp_path / "fill.json"
+    fill.write_text(json.dumps({"id": "fill", "containers": [{
+        "id": "c", "image": ref, "command": ["/bin/sh", "-c",
+                                             "dd if=/dev/zero of=/fill bs=1M; echo full"]}]}))
+    filled = onectl("-a", address, "pod", "create", "-f", str(fill), "--start", timeout=120)
+    assert filled.returncode == 0, filled.stderr
+    deadline = time.monotonic() + 600
+    while "full" not in (out := onectl("-a", address, "logs", "fill", timeout=60)).stdout:
+        assert time.monotonic() < deadline, out.stdout + out.stderr
+        time.sleep(2)
+    assert "No space left" in out.stdout + out.stderr, out
+    pulled = onectl("-a", address, "pull", f"{GUEST_REGISTRY}/{busybox_image.name}", timeout=600)
+    assert pulled.returncode == 0, pulled.stderr
+    assert onectl("-a", address, "pod", "rm", "-f", "fill", timeout=120).returncode == 0
+    after = tmp_path / "after.json"
+    after.write_text(json.dumps({"id": "after", "containers": [{
+        "id": "c", "image": ref, "command": ["/bin/sh", "-c", "echo still room"]}]}))
+    made = onectl("-a", address, "pod", "create", "-f", str(after), "--start", timeout=120)
+    assert made.returncode == 0, made.stderr
+    deadline = time.monotonic() + 120
+    while "still room" not in onectl("-a", address, "logs", "after", timeout=60).stdout:
+        assert time.monotonic() < deadline
+        time.sleep(1)
     _healthy(address)
     assert os.stat(disk).st_size == 2 << 30

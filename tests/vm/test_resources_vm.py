@@ -6,7 +6,9 @@ forks every second:
   container defaults: the neighbour keeps ticking, Exec and CreatePod of another pod work;
 - `cpu: 250m` on a busy loop shows ~25 % of a CPU in Stats (wide bounds: TCG) while the same
   loop without a limit shows much more;
-- UpdateContainer changes a running container's memory.max, as the container sees it.
+- UpdateContainer changes a running container's memory.max, as the container sees it;
+- a container that fills its writable layer meets ENOSPC on the layers' own tmpfs, while the
+  init's files and the neighbour's log go on.
 Figures go to target/bench/resources.json (OOM detection latency, the CPU shares measured).
 """
 
@@ -181,6 +183,19 @@ def test_resources_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: 
                                     command=["cat", "/sys/fs/cgroup/memory.max",
                                              "/sys/fs/cgroup/cpu.max"]))]), timeout=CALL))
         assert out.split() == [str(48 << 20).encode(), b"50000", b"100000"], out
+        # 5. A container fills its writable layer: it meets ENOSPC on the layers' own tmpfs,
+        # while the init's files (a new pod) and the neighbour's log go on.
+        assert re.search(r"containers' writable layers on a tmpfs of \d+ MiB",
+                         machine.vm.console()), machine.vm.tail()
+        guest.delete("capped")
+        guest.delete("free")
+        guest.run("filler", "busybox dd if=/dev/zero of=/fill bs=1M; echo full")
+        _wait("the filler to meet ENOSPC", 300, lambda: b"full" in b"".join(
+            m.data for m in stub.Logs(one_pb2.LogsRequest(pod_id="filler"), timeout=CALL)))
+        before = guest.ticks()
+        guest.run("after", "echo still room; exec busybox sleep 600")
+        assert guest.exec_ok("after")
+        _wait("the neighbour to tick on", 60, lambda: guest.ticks() >= before + 2)
         stream.cancel()
     assert machine.stop(timeout=180) == 0
     console = machine.vm.console()

@@ -267,7 +267,8 @@ class ImageService:
     # --- remove ------------------------------------------------------------------------------
 
     async def remove(self, ref_or_digest: str,
-                     in_use: Callable[[str], bool] = lambda digest: False) -> builtins.list[str]:
+                     in_use: Callable[[str], bool] = lambda digest: False, *,
+                     collect: bool = True) -> builtins.list[str]:
         """Remove a reference; the image goes with its last reference, or at once when named by
         digest. Refused with ImageInUse while `in_use(image digest)` says a container uses it.
         Returns what was removed (references and, if deleted, the image digest)."""
@@ -290,6 +291,8 @@ class ImageService:
             removed.append(image)
         for what in removed:
             self.events.publish(Event("image_removed", image=what))
+        if collect and delete_image:
+            await self.collect()
         return removed
 
     async def collect(self) -> None:

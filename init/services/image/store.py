@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 from init.services.image.errors import DigestMismatch
 from init.services.image.reference import check_digest, is_digest
-from init.system import fstree
+from init.system import fstree, libc
 
 LOG = logging.getLogger("mvirt-one")
 
@@ -189,8 +189,11 @@ class Store:
         return self.meta_path(digest).exists() and self.rootfs(digest).is_dir()
 
     def free_bytes(self) -> int:
+        """Free space for the init's writes: with CAP_SYS_RESOURCE (PID 1) that includes the
+        blocks the filesystem keeps back from everyone else (datadisk.py's reserve)."""
         st = os.statvfs(self.root)
-        return st.f_bavail * st.f_frsize
+        return (st.f_bfree if libc.has_effective(libc.CAP_SYS_RESOURCE) else st.f_bavail) \
+            * st.f_frsize
 
     def in_memory(self) -> bool:
         """On tmpfs or ramfs: every byte stored is a byte of RAM."""

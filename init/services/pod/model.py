@@ -79,6 +79,7 @@ class Container:
     oom_kills_at_start: int = 0
     resources: Resources | None = None  # in force; None: the spec's
     pod_id: str = ""
+    layer: Path | None = None  # its writable layer's directory; None: in `dir`
     # Its stdout and stderr on their way into the log files (logwriter.py).
     writers: dict[str, LogWriter] = field(default_factory=dict)
 

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from init.services.task.exec import ExecProcess
 
 LOG = logging.getLogger("mvirt-one")
+# What the containers' writable layers leave of a data tmpfs for the init's images, logs, files
+WRITABLE_RESERVE = 16 << 20
 PodUsages = builtins.list[tuple[Pod, builtins.list[usage_mod.Usage]]]
 # The longest grace a container gets between SIGTERM and SIGKILL (StopPod, Shutdown): a client
 # asking for years would pin the VM's power-off.
@@ -70,7 +72,12 @@ class PodService:
                  address: AddressLookup, default_grace: float, no_pivot: bool | None = None,
                  resolv_conf: Path = Path("/etc/resolv.conf"),
                  cgroup_tree: cgroups.Tree | None = None, events: Events | None = None,
-                 log_max_bytes: int = 10 << 20, log_max_files: int = 5) -> None:
+                 log_max_bytes: int = 10 << 20, log_max_files: int = 5,
+                 own_writable_space: bool = False) -> None:
+        # PID 1 mode: the containers' writable layers get space of their own where the data
+        # directory is a tmpfs (rootfs.writable_space).
+        self.own_writable_space = own_writable_space
+        self.writable_root: Path | None = None
         self.log_max_bytes = log_max_bytes  # a log file's size before it is rotated
         self.log_max_files = log_max_files  # files kept per output, the current one included
         self.events = events or Events()
@@ -234,6 +241,9 @@ class PodService:
     async def _build(self, pod: Pod) -> None:
         if not self._prepared:
             await asyncio.to_thread(rootfs.ensure_upper_fs, self.dir)
+            if self.own_writable_space:
+                self.writable_root = await asyncio.to_thread(
+                    rootfs.writable_space, self.data_dir, WRITABLE_RESERVE)
             self._prepared = True
         async with pod.busy:
             try:
@@ -306,7 +316,9 @@ class PodService:
                                 command=c.spec.command, args=c.spec.args, env=c.spec.env,
                                 working_dir=c.spec.working_dir, rootfs=image.rootfs)
             # c.overlay is set even if the caller is gone by then: the undo must know.
-            root, c.overlay = rootfs.prepare(image.rootfs, c.dir)
+            if self.writable_root is not None:
+                c.layer = self.writable_root / c.runtime_id
+            root, c.overlay = rootfs.prepare(image.rootfs, c.dir, c.layer)
             doc = spec.config(
                 proc, rootfs=root, hostname=pod.name, etc_files=etc,
                 resources=pod_resources.linux_resources(c.spec.resources,
@@ -550,6 +562,6 @@ class PodService:
                     except RuntimeError_ as e:
                         LOG.warning("runtime delete %s: %s", c.runtime_id, e)
                 if c.dir.exists():
-                    await asyncio.to_thread(rootfs.release, c.dir, c.overlay)
+                    await asyncio.to_thread(rootfs.release, c.dir, c.overlay, c.layer)
             await asyncio.to_thread(fstree.remove_logged, pod.dir, LOG)
             self.pods.pop(pod.id, None)

@@ -57,12 +57,14 @@ def of(c: Container) -> Usage:
     group = c.cgroup
     logs = sum(p.stat().st_size for p in c.dir.glob("std*.log*") if p.is_file())
     if group is None or not group.is_dir():
-        return Usage(c.id, log_bytes=logs, writable_layer_bytes=tree_bytes(c.dir / "upper"))
+        return Usage(c.id, log_bytes=logs,
+                     writable_layer_bytes=tree_bytes((c.layer or c.dir) / "upper"))
     return Usage(c.id, cpu_usage_usec=cgroups.keyed(group, "cpu.stat", "usage_usec"),
                  memory_current_bytes=_number(group / "memory.current"),
                  memory_peak_bytes=_number(group / "memory.peak"),
                  pids_current=_number(group / "pids.current"),
-                 writable_layer_bytes=tree_bytes(c.dir / "upper"), log_bytes=logs)
+                 writable_layer_bytes=tree_bytes((c.layer or c.dir) / "upper"),
+                 log_bytes=logs)
 
 
 @dataclass(frozen=True)
