@@ -2,6 +2,7 @@
 there:
 - a root container (the isolation probe) meets shut doors: no vsock socket (the init's API and the
   host's ports), no mknod of the data disk, no raw socket, no new namespace, no keyring, no mount;
+  another pod's processes are not in its PID namespace;
 - an image whose layer asks for ~190 MB of trusted.* extended attributes (tmpfs keeps them in
   kernel memory, uncounted) pulls without them, in a VM whose data directory is a tmpfs;
 - a container that built a tree 1600 levels deep is deleted, and its pod id works again;
@@ -120,6 +121,18 @@ def test_isolation_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: 
         assert {k: got.get(k) for k in probe.SHUT} == probe.SHUT, log
         assert got["open-disk"] in ("ENOENT", "EPERM"), log
 
+        # Another pod's processes: not in the container's PID namespace, so nothing to ptrace
+        # or signal there (the probe's ptrace of its own pid 1 aside).
+        image = f"{GUEST_REGISTRY}/{busybox_image.name}"
+        _run(stub, "victim", image, "busybox", "sleep", "6123")
+        _run(stub, "peek", image, "sh", "-c",
+             "for p in /proc/[0-9]*; do cat $p/cmdline; echo; done; busybox kill -0 1 && "
+             "echo own-pid1")
+        _wait_stopped(stub, "peek")
+        seen = _logs(stub, "peek")
+        assert "own-pid1" in seen and "6123" not in seen, seen
+        stub.DeletePod(one_pb2.DeletePodRequest(id="victim", force=True), timeout=CALL)
+
         # The xattr bomb: pulled without its trusted.* attributes, the VM unharmed.
         done = [p for p in stub.PullImage(one_pb2.PullImageRequest(
             reference=f"{GUEST_REGISTRY}/{xattr_bomb_image.name}"), timeout=CALL)]
@@ -127,7 +140,6 @@ def test_isolation_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: 
         assert stub.Health(one_pb2.Empty(), timeout=CALL).healthy
 
         # A tree deeper than any recursion: DeletePod removes it, the id is free again.
-        image = f"{GUEST_REGISTRY}/{busybox_image.name}"
         _run(stub, "deep", image, "sh", "-c", DEEP)
         pod = _wait_stopped(stub, "deep")
         assert pod.containers[0].exit_code == 0 and _logs(stub, "deep") == "deep\n", pod
