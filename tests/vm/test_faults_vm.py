@@ -14,36 +14,27 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
 import pytest
 
-from onectl.machine import Machine, MachineConfig
+from onectl.machine import Machine
 from onectl.relay import HybridVsockRelay
 from oneproto import one_pb2, one_pb2_grpc
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
-from tests.fixtures.images.splice import guestfwd
 from tests.fixtures.pods import record
 from tests.fixtures.rawh2 import frame, raw_call
-from tests.fixtures.vm import Artifacts, boot_machine
+from tests.fixtures.vm import GUEST_REGISTRY, Artifacts, api_stub, boot_machine, registry_config
 
 pytestmark = pytest.mark.vm
 
-GUEST_REGISTRY = "10.0.2.100:5000"
 CALL = 120.0
 _probes = itertools.count()
 
-
-@contextmanager
-def _stub(machine: Machine) -> Iterator[one_pb2_grpc.OneServiceStub]:
-    with HybridVsockRelay(machine.vsock_socket, 1024, connect_timeout=30) as relay, \
-            grpc.insecure_channel(relay.target) as channel:
-        yield one_pb2_grpc.OneServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
 def _ctr(cid: str, image: str, script: str) -> one_pb2.ContainerSpec:
@@ -84,16 +75,12 @@ def _oom_kills(machine: Machine) -> list[str]:
 
 def test_faults_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
                           busybox_image: Pushed, machines: list[Machine]) -> None:
-    config = MachineConfig(
-        kernel=artifacts.bzimage, boot="direct", initrd=artifacts.initramfs,
-        append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
-        net="user", guestfwd=[guestfwd(GUEST_REGISTRY, image_proxy.address)],
-        accel="tcg", memory_mib=128)
+    config = registry_config(artifacts, image_proxy.address, net="user")
     machine = boot_machine(config, tmp_path)
     machines.append(machine)
     assert machine.vm is not None
     image = f"{GUEST_REGISTRY}/{busybox_image.name}"
-    with _stub(machine) as stub:
+    with api_stub(machine) as stub:
         # GetNetworkInfo: the kernel's SLAAC address (site-local fec0::/64), no sit0.
         def eth0_v6() -> str:
             info = stub.GetNetworkInfo(one_pb2.Empty(), timeout=CALL)
@@ -109,7 +96,7 @@ def test_faults_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Pro
         before = _init_rss_kib(machine, stub, image)
 
         def client(_: int) -> int:
-            with _stub(machine) as own:
+            with api_stub(machine) as own:
                 return sum(own.Health(one_pb2.Empty(), timeout=CALL).healthy
                            for _ in range(20))
 

@@ -19,34 +19,22 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import grpc
 import pytest
 
-from onectl.machine import Machine, MachineConfig
-from onectl.relay import HybridVsockRelay
+from onectl.machine import Machine
 from oneproto import one_pb2, one_pb2_grpc
 from tests.fixtures import probe
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
-from tests.fixtures.images.splice import guestfwd
-from tests.fixtures.vm import Artifacts, boot_machine
+from tests.fixtures.vm import GUEST_REGISTRY, Artifacts, api_stub, boot_machine, registry_config
 
 pytestmark = pytest.mark.vm
 
-GUEST_REGISTRY = "10.0.2.100:5000"
 CALL = 300.0
 DISK = 64 << 20
 
-
-@contextmanager
-def _stub(machine: Machine) -> Iterator[one_pb2_grpc.OneServiceStub]:
-    with HybridVsockRelay(machine.vsock_socket, 1024, connect_timeout=30) as relay, \
-            grpc.insecure_channel(relay.target) as channel:
-        yield one_pb2_grpc.OneServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
 def _disk(path: Path, marks: dict[int, bytes]) -> Path:
@@ -97,12 +85,8 @@ def test_isolation_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: 
     blank = _disk(tmp_path / "blank.img", {})
     gpt = _disk(tmp_path / "gpt.img", {512: b"EFI PART\0\0\1\0"})
     before = {p: _digest(p) for p in (md10, blank, gpt)}
-    config = MachineConfig(
-        kernel=artifacts.bzimage, boot="direct", initrd=artifacts.initramfs,
-        append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
-        net="restricted", guestfwd=[guestfwd(GUEST_REGISTRY, image_proxy.address)],
-        accel="tcg", memory_mib=128, data_disk=md10,
-        disks=[(blank, "scratch"), (gpt, "old-gpt")])
+    config = registry_config(artifacts, image_proxy.address, data_disk=md10,
+                             disks=[(blank, "scratch"), (gpt, "old-gpt")])
     machine = boot_machine(config, tmp_path)
     machines.append(machine)
     assert machine.vm is not None
@@ -111,7 +95,7 @@ def test_isolation_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: 
                      console), console
     assert re.search(r"data directory \S+ on a tmpfs", console), console
     assert "open files: up to 65536" in console
-    with _stub(machine) as stub:
+    with api_stub(machine) as stub:
         # The probe, as root, against every door.
         _run(stub, "attacker", f"{GUEST_REGISTRY}/{probe_image.name}", "/bin/probe", "254",
              "1024")

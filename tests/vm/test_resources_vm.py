@@ -18,33 +18,24 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import grpc
 import pytest
 
-from onectl.machine import Machine, MachineConfig
-from onectl.relay import HybridVsockRelay
+from onectl.machine import Machine
 from oneproto import one_pb2, one_pb2_grpc
 from tests.fixtures.images.fixtures import Pushed
 from tests.fixtures.images.proxy import Proxy
-from tests.fixtures.images.splice import guestfwd
 from tests.fixtures.paths import TARGET
-from tests.fixtures.vm import Artifacts, boot_machine
+from tests.fixtures.vm import GUEST_REGISTRY, Artifacts, api_stub, boot_machine, registry_config
 
 pytestmark = pytest.mark.vm
 
-GUEST_REGISTRY = "10.0.2.100:5000"
 CALL = 300.0
 
-
-@contextmanager
-def _stub(machine: Machine) -> Iterator[one_pb2_grpc.OneServiceStub]:
-    with HybridVsockRelay(machine.vsock_socket, 1024, connect_timeout=30) as relay, \
-            grpc.insecure_channel(relay.target) as channel:
-        yield one_pb2_grpc.OneServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
 def _wait(what: str, timeout: float, check: Callable[[], object]) -> float:
@@ -105,11 +96,7 @@ BUSY = "while :; do :; done"
 
 def test_resources_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: Proxy,
                              busybox_image: Pushed, machines: list[Machine]) -> None:
-    config = MachineConfig(
-        kernel=artifacts.bzimage, boot="direct", initrd=artifacts.initramfs,
-        append=f"{artifacts.cmdline} one.insecure_registries={GUEST_REGISTRY}",
-        net="restricted", guestfwd=[guestfwd(GUEST_REGISTRY, image_proxy.address)],
-        accel="tcg", memory_mib=128)
+    config = registry_config(artifacts, image_proxy.address)
     machine = boot_machine(config, tmp_path)
     machines.append(machine)
     assert machine.vm is not None
@@ -118,7 +105,7 @@ def test_resources_in_the_vm(artifacts: Artifacts, tmp_path: Path, image_proxy: 
     assert bounds, machine.vm.console()
     figures: dict[str, object] = {"pods_memory_mib": int(bounds[1]),
                                   "pods_threads": int(bounds[2])}
-    with _stub(machine) as stub:
+    with api_stub(machine) as stub:
         guest = Guest(stub, f"{GUEST_REGISTRY}/{busybox_image.name}")
         events: list[one_pb2.Event] = []
         stream = stub.Events(one_pb2.EventsRequest(), timeout=None)

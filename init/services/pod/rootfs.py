@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,8 +67,6 @@ def writable_space(data_dir: Path, reserve: int) -> Path | None:
     and files are on. None where there is no such need (a disk keeps a reserve of its own)."""
     if fs_type(data_dir) != "tmpfs":
         return None
-    import os
-
     st = os.statvfs(data_dir)
     size = max(st.f_blocks * st.f_frsize - reserve, reserve)
     layers = data_dir / "layers"
